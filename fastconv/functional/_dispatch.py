@@ -1,0 +1,71 @@
+"""Which convolution algorithm runs: one pure function over named predicates.
+
+Every algorithm module in ``fastconv._ext`` exposes ``forward``, ``backward_input`` and
+``backward_weight`` with the same arguments, so dispatch is a dict lookup. The choice is made
+once in forward and recorded; backward uses the same algorithm.
+"""
+from dataclasses import dataclass
+
+from .._ext import conv2d_depthwise, conv2d_direct, conv2d_im2col
+
+KERNELS = {
+    "direct": conv2d_direct,
+    "im2col": conv2d_im2col,
+    "depthwise": conv2d_depthwise,
+}
+
+# Algorithms that only handle part of the parameter space, with the predicate that says where.
+SPECIALISED = {"depthwise": lambda p: is_depthwise(p)}
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """Geometry of one convolution, in the conv's own terms (for a transposed convolution,
+    the conv whose backward-input it is)."""
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int
+    kw: int
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+
+
+def is_depthwise(p):
+    """groups == C_in (channel multiplier C_out // C_in >= 1)."""
+    return p.groups == p.c_in and p.groups > 1 and p.c_out % p.c_in == 0
+
+
+def is_pointwise(p):
+    """1x1, stride 1, unpadded: a plain GEMM with no column matrix."""
+    return (p.kh, p.kw) == (1, 1) and p.stride == (1, 1) and p.padding == (0, 0)
+
+
+def has_few_input_channels(p):
+    """So few input channels per group that im2col's column matrix is mostly copying and the
+    GEMM's K dimension is too short to run at speed (first layers: C_in = 1..3)."""
+    return p.c_in // p.groups <= 3
+
+
+def select_conv_algorithm(params, need_grad):
+    """Name of the algorithm for ``params`` (a :class:`ConvParams`).
+
+    ``need_grad`` is part of the signature because the best choice for a training step (three
+    passes) may differ from inference; the current rules do not depend on it.
+    """
+    if is_depthwise(params):
+        return "depthwise"
+    if is_pointwise(params):
+        return "im2col"
+    if has_few_input_channels(params):
+        return "direct"
+    return "im2col"
+
+
+def conv_algorithms():
+    """Names accepted by ``algorithm=`` in the convolution ops."""
+    return tuple(KERNELS)

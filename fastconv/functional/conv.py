@@ -1,0 +1,339 @@
+"""Convolution ops: conv2d, conv_transpose2d, depthwise_separable_conv2d.
+
+Validation and normalisation happen here, once; the Functions below assume valid input and
+call the compiled kernels chosen by :func:`select_conv_algorithm`.
+"""
+import numpy as np
+
+from .._config import get_num_threads
+from ..autograd import Function
+from ._args import (check_float, check_ndim, check_same_dtype, data_of, kernel_ready, pair,
+                    positive_int)
+from ._dispatch import (KERNELS, SPECIALISED, ConvParams, conv_algorithms,
+                        select_conv_algorithm)
+
+_EMPTY_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
+               np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def _geometry(op, x, weight, bias, stride, padding, dilation, groups, transposed):
+    """Validate the operands of a (transposed) convolution; return normalised arguments."""
+    check_ndim(op, "input", x, (3, 4))
+    check_ndim(op, "weight", weight, (4,))
+    if bias is not None:
+        check_ndim(op, "bias", bias, (1,))
+    dtype = check_same_dtype(op, {"input": x, "weight": weight, "bias": bias})
+    xs, ws = data_of(x).shape[-3:], data_of(weight).shape
+    stride = pair(op, "stride", stride, 1)
+    dilation = pair(op, "dilation", dilation, 1)
+    groups = positive_int(op, "groups", groups)
+    c_in = xs[0]
+    if transposed:
+        # weight (C_in, C_out / groups, kh, kw)
+        if ws[0] != c_in:
+            raise ValueError(f"{op}: expected weight.shape[0] == input channels ({c_in}), "
+                             f"got weight of shape {tuple(ws)}")
+        c_out = ws[1] * groups
+    else:
+        # weight (C_out, C_in / groups, kh, kw)
+        c_out = ws[0]
+        if c_in % groups:
+            raise ValueError(f"{op}: expected input channels ({c_in}) divisible by groups "
+                             f"({groups})")
+        if ws[1] * groups != c_in:
+            raise ValueError(f"{op}: expected weight.shape[1] == input channels / groups = "
+                             f"{c_in} / {groups} = {c_in // groups}, got weight of shape "
+                             f"{tuple(ws)}")
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"{op}: expected in_channels ({c_in}) and out_channels ({c_out}) "
+                         f"divisible by groups ({groups})")
+    if 0 in ws:
+        raise ValueError(f"{op}: expected a non-empty weight, got shape {tuple(ws)}")
+    if bias is not None and data_of(bias).shape[0] != c_out:
+        raise ValueError(f"{op}: expected bias of shape ({c_out},), got "
+                         f"{tuple(data_of(bias).shape)}")
+    return dtype, stride, dilation, groups, c_out
+
+
+def _conv_padding(op, padding, stride, dilation, kernel):
+    """Normalise conv2d's padding, including PyTorch's "same" and "valid"."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' requires stride 1, got stride "
+                                 f"{stride}")
+            # Total padding d*(k-1); the extra pixel of an even kernel goes right/bottom, as
+            # PyTorch: the kernels pad by index bounds, so padding only the left/top amount
+            # and asking for an output as large as the input pads the rest implicitly.
+            return tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
+        raise ValueError(f"{op}: expected padding to be an int, a pair, 'same' or 'valid', "
+                         f"got {padding!r}")
+    return pair(op, "padding", padding, 0)
+
+
+def _out_size(op, size, k, s, p, d, name):
+    eff = d * (k - 1) + 1
+    if size + 2 * p < eff:
+        raise ValueError(f"{op}: kernel larger than the padded input along {name}: padded "
+                         f"input size {size} + 2*{p} = {size + 2 * p}, effective kernel size "
+                         f"{eff} (dilation {d} x (kernel {k} - 1) + 1)")
+    return (size + 2 * p - eff) // s + 1
+
+
+def _pick_algorithm(op, algorithm, params, need_grad):
+    if algorithm is None:
+        return select_conv_algorithm(params, need_grad)
+    if algorithm not in KERNELS:
+        raise ValueError(f"{op}: expected algorithm to be None or one of "
+                         f"{conv_algorithms()}, got {algorithm!r}")
+    domain = SPECIALISED.get(algorithm)
+    if domain is not None and not domain(params):
+        raise ValueError(f"{op}: algorithm {algorithm!r} needs groups == in_channels "
+                         f"(depthwise), got in_channels={params.c_in}, groups={params.groups}")
+    return algorithm
+
+
+def _needs_grad(*xs):
+    from ..autograd import is_grad_enabled
+    return is_grad_enabled() and any(getattr(x, "requires_grad", False) for x in xs)
+
+
+def _unbatched(x):
+    return data_of(x).ndim == 3
+
+
+class _Conv2d(Function):
+    """y = conv2d(x, w) + b with kernels from ``KERNELS[algorithm]``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, params, out_hw, algorithm):
+        kernel = KERNELS[algorithm]
+        x, weight = kernel_ready(x), kernel_ready(weight)
+        b = _EMPTY_BIAS[x.dtype] if bias is None else kernel_ready(bias)
+        sh, sw = params.stride
+        ph, pw = params.padding
+        dh, dw = params.dilation
+        out = np.empty((x.shape[0], params.c_out) + out_hw, dtype=x.dtype)
+        kernel.forward(x, weight, b, out, sh, sw, ph, pw, dh, dw, params.groups,
+                       get_num_threads())
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (kernel, sh, sw, ph, pw, dh, dw, params.groups)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        kernel, *geometry = ctx.geometry
+        gy = kernel_ready(grad_out)
+        n_threads = get_num_threads()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = np.empty_like(x)
+            kernel.backward_input(gy, weight, gx, *geometry, n_threads)
+        if ctx.needs_input_grad[1]:
+            gw = np.empty_like(weight)
+            kernel.backward_weight(x, gy, gw, *geometry, n_threads)
+        if ctx.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+class _ConvTranspose2d(Function):
+    """y = conv_transpose2d(x, w) + b: the conv's backward_input run forward (Chainer's
+    symmetry); its input gradient is the conv's forward, its weight gradient the conv's
+    backward_weight with input and output swapped."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, params, out_hw, algorithm):
+        kernel = KERNELS[algorithm]
+        x, weight = kernel_ready(x), kernel_ready(weight)
+        sh, sw = params.stride
+        ph, pw = params.padding
+        dh, dw = params.dilation
+        out = np.empty((x.shape[0], params.c_in) + out_hw, dtype=x.dtype)
+        kernel.backward_input(x, weight, out, sh, sw, ph, pw, dh, dw, params.groups,
+                              get_num_threads())
+        if bias is not None:
+            out += np.asarray(bias).reshape(1, -1, 1, 1)
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (kernel, sh, sw, ph, pw, dh, dw, params.groups)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        kernel, *geometry = ctx.geometry
+        gy = kernel_ready(grad_out)
+        n_threads = get_num_threads()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = np.empty_like(x)
+            kernel.forward(gy, weight, _EMPTY_BIAS[gy.dtype], gx, *geometry, n_threads)
+        if ctx.needs_input_grad[1]:
+            gw = np.empty_like(weight)
+            kernel.backward_weight(gy, x, gw, *geometry, n_threads)
+        if ctx.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+def _batched(x):
+    """Add a batch axis to an unbatched (C, H, W) input, as PyTorch accepts."""
+    from ..tensor import Tensor
+    if isinstance(x, Tensor):
+        return x.reshape((1,) + x.shape)
+    return data_of(x)[None]
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           algorithm=None):
+    """2-D convolution (cross-correlation, as PyTorch) of an NCHW batch.
+
+    Parameters
+    ----------
+    input : Tensor or ndarray, (N, C_in, H, W) or unbatched (C_in, H, W)
+    weight : Tensor or ndarray, (C_out, C_in / groups, kH, kW)
+    bias : Tensor or ndarray, (C_out,), optional
+    stride, dilation : int or (int, int), positive
+    padding : int, (int, int), "same" or "valid"
+        Zero padding on both sides; "same" (stride 1 only) keeps H and W.
+    groups : int
+        C_in and C_out must both be divisible by it.
+    algorithm : None or one of :func:`fastconv.conv_algorithms`
+        None picks one (see ``select_conv_algorithm``).
+
+    Returns
+    -------
+    Tensor (N, C_out, OH, OW), with
+    ``OH = floor((H + 2*padding_h - dilation_h*(kH - 1) - 1) / stride_h) + 1`` (same for W).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv as fc
+    >>> x = fc.tensor(np.ones((2, 3, 8, 8)))
+    >>> w = fc.tensor(np.ones((4, 3, 3, 3)), requires_grad=True)
+    >>> fc.functional.conv2d(x, w, padding=1).shape
+    (2, 4, 8, 8)
+    """
+    op = "conv2d"
+    dtype, stride, dilation, groups, c_out = _geometry(op, input, weight, bias, stride,
+                                                      padding, dilation, groups, False)
+    if _unbatched(input):
+        y = conv2d(_batched(input), weight, bias, stride, padding, dilation, groups,
+                   algorithm)
+        return y.reshape(y.shape[1:])
+    n, c_in, h, w = data_of(input).shape
+    kh, kw = data_of(weight).shape[2:]
+    pad = _conv_padding(op, padding, stride, dilation, (kh, kw))
+    if padding == "same":
+        oh, ow = h, w
+    else:
+        oh = _out_size(op, h, kh, stride[0], pad[0], dilation[0], "height")
+        ow = _out_size(op, w, kw, stride[1], pad[1], dilation[1], "width")
+    params = ConvParams(n, c_in, h, w, c_out, kh, kw, stride, pad, dilation, groups)
+    algorithm = _pick_algorithm(op, algorithm, params, _needs_grad(input, weight, bias))
+    return _Conv2d.apply(input, weight, bias, params=params, out_hw=(oh, ow),
+                         algorithm=algorithm)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, algorithm=None):
+    """2-D transposed convolution (the adjoint of conv2d; "deconvolution"), as PyTorch.
+
+    Parameters
+    ----------
+    input : Tensor or ndarray, (N, C_in, H, W) or unbatched (C_in, H, W)
+    weight : Tensor or ndarray, (C_in, C_out / groups, kH, kW)
+    bias : Tensor or ndarray, (C_out,), optional
+    stride, dilation : int or (int, int), positive
+    padding : int or (int, int), non-negative
+        ``dilation * (kernel - 1) - padding`` zeros are implicitly added to both sides.
+    output_padding : int or (int, int)
+        Extra rows/columns on one side of the output; smaller than stride or dilation.
+    groups : int
+    algorithm : None or one of :func:`fastconv.conv_algorithms`
+
+    Returns
+    -------
+    Tensor (N, C_out, OH, OW), with
+    ``OH = (H - 1)*stride_h - 2*padding_h + dilation_h*(kH - 1) + output_padding_h + 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv as fc
+    >>> x = fc.tensor(np.ones((1, 8, 16, 16)))
+    >>> w = fc.tensor(np.ones((8, 4, 4, 4)))
+    >>> fc.functional.conv_transpose2d(x, w, stride=2, padding=1).shape
+    (1, 4, 32, 32)
+    """
+    op = "conv_transpose2d"
+    dtype, stride, dilation, groups, c_out = _geometry(op, input, weight, bias, stride,
+                                                      padding, dilation, groups, True)
+    if _unbatched(input):
+        y = conv_transpose2d(_batched(input), weight, bias, stride, padding, output_padding,
+                             groups, dilation, algorithm)
+        return y.reshape(y.shape[1:])
+    pad = pair(op, "padding", padding, 0)
+    opad = pair(op, "output_padding", output_padding, 0)
+    for i, name in enumerate(("height", "width")):
+        if opad[i] >= stride[i] and opad[i] >= dilation[i]:
+            raise ValueError(f"{op}: expected output_padding smaller than stride or dilation "
+                             f"along {name}, got output_padding={opad[i]}, "
+                             f"stride={stride[i]}, dilation={dilation[i]}")
+    n, c_in, h, w = data_of(input).shape
+    kh, kw = data_of(weight).shape[2:]
+    oh = (h - 1) * stride[0] - 2 * pad[0] + dilation[0] * (kh - 1) + opad[0] + 1
+    ow = (w - 1) * stride[1] - 2 * pad[1] + dilation[1] * (kw - 1) + opad[1] + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{op}: the output would be empty: computed output size "
+                         f"({oh}, {ow}) from input ({h}, {w}), kernel ({kh}, {kw}), stride "
+                         f"{stride}, padding {pad}, dilation {dilation}, output_padding "
+                         f"{opad}")
+    # In conv terms: the conv maps the (N, c_out, oh, ow) output back to (N, c_in, h, w).
+    params = ConvParams(n, c_out, oh, ow, c_in, kh, kw, stride, pad, dilation, groups)
+    algorithm = _pick_algorithm(op, algorithm, params, _needs_grad(input, weight, bias))
+    return _ConvTranspose2d.apply(input, weight, bias, params=params, out_hw=(oh, ow),
+                                  algorithm=algorithm)
+
+
+def depthwise_separable_conv2d(input, depthwise_weight, pointwise_weight, bias_dw=None,
+                               bias_pw=None, stride=1, padding=0, dilation=1):
+    """Depthwise convolution (groups = C_in) followed by a 1x1 pointwise convolution.
+
+    Parameters
+    ----------
+    input : (N, C_in, H, W)
+    depthwise_weight : (C_in * multiplier, 1, kH, kW)
+    pointwise_weight : (C_out, C_in * multiplier, 1, 1)
+    bias_dw : (C_in * multiplier,), optional; bias_pw : (C_out,), optional
+    stride, padding, dilation : of the depthwise stage, as in :func:`conv2d`
+
+    Returns
+    -------
+    Tensor (N, C_out, OH, OW), OH as in :func:`conv2d` for the depthwise stage.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv as fc
+    >>> x = np.ones((1, 4, 8, 8), np.float32)
+    >>> dw, pw = np.ones((4, 1, 3, 3), np.float32), np.ones((6, 4, 1, 1), np.float32)
+    >>> fc.functional.depthwise_separable_conv2d(x, dw, pw, padding=1).shape
+    (1, 6, 8, 8)
+    """
+    op = "depthwise_separable_conv2d"
+    check_ndim(op, "input", input, (3, 4))
+    check_ndim(op, "depthwise_weight", depthwise_weight, (4,))
+    check_ndim(op, "pointwise_weight", pointwise_weight, (4,))
+    check_float(op, "input", input)
+    c_in = data_of(input).shape[-3]
+    dws, pws = data_of(depthwise_weight).shape, data_of(pointwise_weight).shape
+    if dws[1] != 1 or dws[0] % c_in:
+        raise ValueError(f"{op}: expected depthwise_weight of shape (C_in * multiplier, 1, kH, "
+                         f"kW) with C_in = {c_in}, got {tuple(dws)}")
+    if pws[1:] != (dws[0], 1, 1):
+        raise ValueError(f"{op}: expected pointwise_weight of shape (C_out, {dws[0]}, 1, 1), "
+                         f"got {tuple(pws)}")
+    mid = conv2d(input, depthwise_weight, bias_dw, stride, padding, dilation, groups=c_in)
+    return conv2d(mid, pointwise_weight, bias_pw)

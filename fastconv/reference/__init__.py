@@ -1,0 +1,27 @@
+"""Plain NumPy reference implementations of fastconv's kernels, forward and backward.
+
+The oracle the tests compare the compiled kernels against and the baseline ``bench/``
+measures them against. Written for clarity, imports only NumPy, and shares no code
+with the compiled kernels or the rest of fastconv.
+"""
+from .conv import (
+    conv2d,
+    conv2d_backward_bias,
+    conv2d_backward_input,
+    conv2d_backward_weight,
+    conv_transpose2d,
+    conv_transpose2d_backward_bias,
+    conv_transpose2d_backward_input,
+    conv_transpose2d_backward_weight,
+)
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "conv2d_backward_bias",
+    "conv_transpose2d",
+    "conv_transpose2d_backward_input",
+    "conv_transpose2d_backward_weight",
+    "conv_transpose2d_backward_bias",
+]

@@ -1,0 +1,364 @@
+"""Direct 2-D convolution: plain loops over the kernel taps, no im2col buffer.
+
+Aimed at layers with few input channels per group (first layers: C_in 1..3), where im2col
+would build a tall, thin matrix for very little arithmetic; correct for every geometry
+(stride, padding, dilation, groups, bias).
+
+Level of parallelism: one OpenMP ``prange`` per pass over an axis whose writes are disjoint
+(forward: output planes; backward_input: input planes; backward_weight: (c_out, c_in/groups)
+pairs). Nothing inside a thread is parallel. Every output element is summed in an order that
+does not depend on the thread count, so results are bit-identical for any ``n_threads``.
+
+Inner loops run over the contiguous ``ow`` axis on the range of ``ow`` whose input column is
+inside the image (padding by index bounds); stride 1 is a separate, contiguous loop so the
+compiler vectorises it.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+
+ctypedef struct Geom:
+    Py_ssize_t N, C_in, H, W, C_out, OH, OW, kH, kW
+    Py_ssize_t sh, sw, ph, pw, dh, dw
+    Py_ssize_t cig, cog          # channels per group: input, output
+
+
+cdef enum:
+    # taps of backward_weight accumulated at once per (c_out, c_in) pair (one double each)
+    MAX_TAPS = 256
+    # partial sums kept per dot product: a fixed count keeps the summation order fixed
+    LANES = 8   # the step of the loops in _dot
+
+
+# Index helpers: strides 1 and 2 avoid the integer division (tens of cycles, and these run
+# per row and per border element).
+
+cdef inline Py_ssize_t _ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """ceil(a / b) for b > 0 and any sign of a (C division truncates toward zero)."""
+    if b == 1:
+        return a
+    if b == 2:
+        return (a + 1) >> 1      # arithmetic shift: floor, also for negative a
+    if a >= 0:
+        return (a + b - 1) // b
+    return -((-a) // b)
+
+
+cdef inline bint _src_index(Py_ssize_t t, Py_ssize_t s, Py_ssize_t n,
+                            Py_ssize_t* q) noexcept nogil:
+    """q = t / s if t >= 0, s divides t and t / s < n; otherwise False (no such index)."""
+    if t < 0:
+        return False
+    if s == 1:
+        q[0] = t
+    elif s == 2:
+        if t & 1:
+            return False
+        q[0] = t >> 1
+    else:
+        if t % s != 0:
+            return False
+        q[0] = t // s
+    return q[0] < n
+
+
+cdef inline void _col_range(Py_ssize_t off, Py_ssize_t s, Py_ssize_t W, Py_ssize_t OW,
+                            Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """[lo, hi): the ow with 0 <= ow * s + off < W, clipped to [0, OW)."""
+    cdef Py_ssize_t a = _ceil_div(-off, s), b = _ceil_div(W - off, s)
+    lo[0] = a if a > 0 else 0
+    hi[0] = b if b < OW else OW
+
+
+cdef inline void _geom(Geom* g, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssize_t W,
+                       Py_ssize_t C_out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t kH,
+                       Py_ssize_t kW, int sh, int sw, int ph, int pw, int dh, int dw,
+                       int groups) noexcept nogil:
+    g.N = N
+    g.C_in = C_in
+    g.H = H
+    g.W = W
+    g.C_out = C_out
+    g.OH = OH
+    g.OW = OW
+    g.kH = kH
+    g.kW = kW
+    g.sh = sh
+    g.sw = sw
+    g.ph = ph
+    g.pw = pw
+    g.dh = dh
+    g.dw = dw
+    g.cig = C_in // groups
+    g.cog = C_out // groups
+
+
+cdef inline void _axpy(floating* y, const floating* x, floating a, Py_ssize_t n,
+                       Py_ssize_t sx) noexcept nogil:
+    """y[i] += a * x[i * sx] for i < n."""
+    cdef Py_ssize_t i
+    if sx == 1:
+        for i in range(n):
+            y[i] += a * x[i]
+    elif sx == 2:
+        for i in range(n):
+            y[i] += a * x[2 * i]
+    else:
+        for i in range(n):
+            y[i] += a * x[i * sx]
+
+
+cdef inline void _axpy_scatter(floating* y, const floating* x, floating a, Py_ssize_t n,
+                               Py_ssize_t sy) noexcept nogil:
+    """y[i * sy] += a * x[i] for i < n."""
+    cdef Py_ssize_t i
+    if sy == 1:
+        for i in range(n):
+            y[i] += a * x[i]
+    else:
+        for i in range(n):
+            y[i * sy] += a * x[i]
+
+
+cdef inline double _dot(const floating* a, const floating* b, Py_ssize_t n,
+                        Py_ssize_t sb) noexcept nogil:
+    """sum a[i] * b[i * sb] over i < n, in LANES fixed partial sums (vectorisable)."""
+    cdef floating lane[LANES]
+    cdef Py_ssize_t i, l, nv = n - n % LANES
+    cdef double s = 0
+    for l in range(LANES):
+        lane[l] = 0
+    if sb == 1:
+        for i in range(0, nv, 8):
+            for l in range(LANES):
+                lane[l] += a[i + l] * b[i + l]
+    else:
+        for i in range(0, nv, 8):
+            for l in range(LANES):
+                lane[l] += a[i + l] * b[(i + l) * sb]
+    for i in range(nv, n):
+        lane[i - nv] += a[i] * b[i * sb]
+    for l in range(LANES):
+        s += lane[l]
+    return s
+
+
+cdef void _forward_plane(const Geom* g, const floating* xp, const floating* wp, floating b,
+                         floating* op) noexcept nogil:
+    """One output plane: op = b + sum over (ci, kh, kw) of w * shifted x plane.
+
+    xp: the group's first input plane of this image; wp: weight[co]; op: out[n, co].
+    """
+    cdef Py_ssize_t oh, ow, ci, kh, kw, ih, lo, hi, off
+    cdef floating* orow
+    cdef const floating* xrow
+    for oh in range(g.OH):
+        orow = op + oh * g.OW
+        for ow in range(g.OW):
+            orow[ow] = b
+        for kw in range(g.kW):
+            off = kw * g.dw - g.pw
+            _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
+            if lo >= hi:
+                continue
+            for ci in range(g.cig):
+                for kh in range(g.kH):
+                    ih = oh * g.sh - g.ph + kh * g.dh
+                    if ih < 0 or ih >= g.H:
+                        continue
+                    xrow = xp + (ci * g.H + ih) * g.W
+                    _axpy(orow + lo, xrow + lo * g.sw + off,
+                          wp[(ci * g.kH + kh) * g.kW + kw], hi - lo, g.sw)
+
+
+cdef void _backward_input_plane(const Geom* g, const floating* gyp, const floating* wp,
+                                floating* gxp) noexcept nogil:
+    """One input-gradient plane gx[n, ci], row by row, gathering from its group's gy planes.
+
+    gyp: gy[n, first c_out of the group]; wp: weight[first c_out of the group, ci_local];
+    gxp: gx[n, ci]. Rows and columns no window touches stay 0.
+    """
+    cdef Py_ssize_t ih, iw, kh, kw, oh, j, lo, hi, off
+    cdef Py_ssize_t wstride = g.cig * g.kH * g.kW
+    cdef floating* gxrow
+    for ih in range(g.H):
+        gxrow = gxp + ih * g.W
+        for iw in range(g.W):
+            gxrow[iw] = 0
+        for kh in range(g.kH):
+            if not _src_index(ih + g.ph - kh * g.dh, g.sh, g.OH, &oh):
+                continue
+            for kw in range(g.kW):
+                off = kw * g.dw - g.pw
+                _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
+                if lo >= hi:
+                    continue
+                for j in range(g.cog):
+                    _axpy_scatter(gxrow + lo * g.sw + off,
+                                  gyp + (j * g.OH + oh) * g.OW + lo,
+                                  wp[j * wstride + kh * g.kW + kw], hi - lo, g.sw)
+
+
+cdef void _backward_weight_pair(const Geom* g, const floating* xp, const floating* gyp,
+                                floating* gwp) noexcept nogil:
+    """gw[co, ci_local] (kH*kW taps) = sum over n, oh, ow of gy * x, batch in order.
+
+    xp: x[0, ci]; gyp: gy[0, co]; gwp: grad_weight[co, ci_local]. Taps are processed in
+    chunks of MAX_TAPS double accumulators so each (n, oh) row pair is read once per chunk.
+    """
+    cdef double acc[MAX_TAPS]
+    cdef Py_ssize_t KK = g.kH * g.kW, k0, k1, k, kh, kw, kw0, kw1
+    cdef Py_ssize_t n, oh, ih, lo, hi, off
+    cdef Py_ssize_t xplane = g.H * g.W, gyplane = g.OH * g.OW
+    cdef const floating* xrow
+    cdef const floating* gyrow
+    k0 = 0
+    while k0 < KK:
+        k1 = k0 + MAX_TAPS if k0 + MAX_TAPS < KK else KK
+        for k in range(k1 - k0):
+            acc[k] = 0
+        for n in range(g.N):
+            for oh in range(g.OH):
+                gyrow = gyp + n * g.C_out * gyplane + oh * g.OW
+                for kh in range(k0 // g.kW, (k1 - 1) // g.kW + 1):
+                    ih = oh * g.sh - g.ph + kh * g.dh
+                    if ih < 0 or ih >= g.H:
+                        continue
+                    xrow = xp + n * g.C_in * xplane + ih * g.W
+                    kw0 = k0 - kh * g.kW if k0 > kh * g.kW else 0
+                    kw1 = k1 - kh * g.kW if k1 - kh * g.kW < g.kW else g.kW
+                    for kw in range(kw0, kw1):
+                        off = kw * g.dw - g.pw
+                        _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
+                        if lo < hi:
+                            acc[kh * g.kW + kw - k0] += _dot(gyrow + lo, xrow + lo * g.sw + off,
+                                                             hi - lo, g.sw)
+        for k in range(k0, k1):
+            gwp[k] = <floating>acc[k - k0]
+        k0 = k1
+
+
+def forward(const floating[:, :, :, ::1] x,          # IN  (N, C_in, H, W)
+            const floating[:, :, :, ::1] weight,     # IN  (C_out, C_in // groups, kH, kW)
+            const floating[::1] bias,                # IN  (C_out,) or length 0: no bias
+            floating[:, :, :, ::1] out,              # OUT (N, C_out, OH, OW)
+            int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
+            int groups, int n_threads):
+    """out[n, co] = bias[co] + sum over the group's ci and (kh, kw) of weight * x window.
+
+    ``out`` is fully overwritten (the caller need not zero it). Parallel over the flattened
+    (n, c_out) output planes: each iteration writes only its own plane, so writes are
+    disjoint, and each plane is summed in a fixed order.
+    """
+    cdef Geom g
+    cdef Py_ssize_t p, n, co, i, P
+    cdef const floating* xp
+    cdef const floating* wp
+    cdef floating* op
+    cdef floating b
+    cdef bint has_bias = bias.shape[0] > 0
+    with nogil:
+        _geom(&g, out.shape[0], x.shape[1], x.shape[2], x.shape[3], out.shape[1],
+              out.shape[2], out.shape[3], weight.shape[2], weight.shape[3],
+              stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
+        P = g.N * g.C_out
+        if P == 0 or g.OH * g.OW == 0:
+            pass
+        elif g.cig * g.kH * g.kW == 0 or g.H * g.W == 0:
+            # nothing to sum: every output is its bias
+            op = &out[0, 0, 0, 0]
+            for p in range(P):
+                b = bias[p % g.C_out] if has_bias else 0
+                for i in range(g.OH * g.OW):
+                    op[p * g.OH * g.OW + i] = b
+        else:
+            op = &out[0, 0, 0, 0]
+            xp = &x[0, 0, 0, 0]
+            wp = &weight[0, 0, 0, 0]
+            for p in prange(P, num_threads=n_threads, schedule="static"):
+                n = p // g.C_out
+                co = p % g.C_out
+                _forward_plane(&g, xp + (n * g.C_in + (co // g.cog) * g.cig) * g.H * g.W,
+                               wp + co * g.cig * g.kH * g.kW,
+                               bias[co] if has_bias else 0,
+                               op + p * g.OH * g.OW)
+
+
+def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, OW)
+                   const floating[:, :, :, ::1] weight,    # IN  (C_out, C_in // groups, kH, kW)
+                   floating[:, :, :, ::1] grad_in,         # OUT (N, C_in, H, W)
+                   int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
+                   int groups, int n_threads):
+    """grad_in[n, ci] = sum over the group's co and (kh, kw) of weight * grad_out, placed back
+    at the input positions each window read (the transposed convolution).
+
+    ``grad_in`` is fully overwritten; positions no window reads are 0. Parallel over the
+    flattened (n, c_in) input planes: each iteration gathers from the grad_out planes of its
+    group and writes only its own grad_in plane, so writes are disjoint.
+    """
+    cdef Geom g
+    cdef Py_ssize_t p, n, ci, gr, i, P
+    cdef const floating* gyp
+    cdef const floating* wp
+    cdef floating* gxp
+    with nogil:
+        _geom(&g, grad_in.shape[0], grad_in.shape[1], grad_in.shape[2], grad_in.shape[3],
+              grad_out.shape[1], grad_out.shape[2], grad_out.shape[3], weight.shape[2],
+              weight.shape[3], stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
+        P = g.N * g.C_in
+        if P == 0 or g.H * g.W == 0:
+            pass
+        elif g.cog * g.OH * g.OW * g.kH * g.kW == 0:
+            gxp = &grad_in[0, 0, 0, 0]
+            for i in range(P * g.H * g.W):
+                gxp[i] = 0
+        else:
+            gxp = &grad_in[0, 0, 0, 0]
+            gyp = &grad_out[0, 0, 0, 0]
+            wp = &weight[0, 0, 0, 0]
+            for p in prange(P, num_threads=n_threads, schedule="static"):
+                n = p // g.C_in
+                ci = p % g.C_in
+                gr = ci // g.cig
+                _backward_input_plane(&g, gyp + (n * g.C_out + gr * g.cog) * g.OH * g.OW,
+                                      wp + (gr * g.cog * g.cig + ci % g.cig) * g.kH * g.kW,
+                                      gxp + p * g.H * g.W)
+
+
+def backward_weight(const floating[:, :, :, ::1] x,         # IN  (N, C_in, H, W)
+                    const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, OW)
+                    floating[:, :, :, ::1] grad_weight,     # OUT (C_out, C_in // groups, kH, kW)
+                    int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
+                    int groups, int n_threads):
+    """grad_weight[co, cil, kh, kw] = sum over n, oh, ow of grad_out[n, co, oh, ow] times the
+    input value that tap read.
+
+    ``grad_weight`` is fully overwritten. Parallel over the flattened (c_out, c_in/groups)
+    pairs: each iteration owns the kH*kW taps of one pair, so writes are disjoint, and it
+    loops over the batch in order, so the sum does not depend on the thread count.
+    """
+    cdef Geom g
+    cdef Py_ssize_t q, co, cil, i, Q
+    cdef const floating* xp
+    cdef const floating* gyp
+    cdef floating* gwp
+    with nogil:
+        _geom(&g, x.shape[0], x.shape[1], x.shape[2], x.shape[3], grad_out.shape[1],
+              grad_out.shape[2], grad_out.shape[3], grad_weight.shape[2],
+              grad_weight.shape[3], stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)
+        Q = g.C_out * g.cig
+        if Q * g.kH * g.kW == 0:
+            pass
+        elif g.N * g.OH * g.OW * g.H * g.W == 0:
+            gwp = &grad_weight[0, 0, 0, 0]
+            for i in range(Q * g.kH * g.kW):
+                gwp[i] = 0
+        else:
+            gwp = &grad_weight[0, 0, 0, 0]
+            xp = &x[0, 0, 0, 0]
+            gyp = &grad_out[0, 0, 0, 0]
+            for q in prange(Q, num_threads=n_threads, schedule="static"):
+                co = q // g.cig
+                cil = q % g.cig
+                _backward_weight_pair(&g, xp + ((co // g.cog) * g.cig + cil) * g.H * g.W,
+                                      gyp + co * g.OH * g.OW, gwp + q * g.kH * g.kW)

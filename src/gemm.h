@@ -1,0 +1,31 @@
+/* fastconv's GEMM: C = alpha * op(A) @ op(B) + beta * C, row-major, any leading dimensions.
+ *
+ * op(A) is M x K (A is M x K, or K x M when trans_a), op(B) is K x N (B is K x N, or N x K
+ * when trans_b). beta == 0 means C is overwritten without being read (NaN in C is ignored),
+ * as in BLAS. M, N or K == 0 is valid (K == 0 scales C by beta).
+ *
+ * n_threads == 1 runs on the calling thread and opens no OpenMP region, so it is safe to call
+ * from inside an outer parallel loop. n_threads > 1 splits the OUTPUT into tiles (disjoint
+ * writes); every element of C is reduced over K in the same fixed order whatever the thread
+ * count, so results are bit-identical for any n_threads.
+ *
+ * Packing buffers are thread-local and grow-only (no per-call allocation or first-touch cost).
+ * The micro-kernel is chosen once at run time: AVX-512F, AVX2+FMA, or portable C.
+ */
+#ifndef FASTCONV_GEMM_H
+#define FASTCONV_GEMM_H
+#include <stdint.h>
+
+void fc_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc, int n_threads);
+void fc_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+              const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
+              double *C, int64_t ldc, int n_threads);
+
+/* Comma-separated code paths compiled in, best first, e.g. "avx512f,avx2,generic". */
+const char *fc_gemm_compiled_targets(void);
+/* The code path this CPU runs ("avx512f", "avx2" or "generic"). */
+const char *fc_gemm_active_target(void);
+
+#endif

@@ -1,0 +1,47 @@
+"""im2col / col2im against the reference convolution and against each other (adjoint)."""
+import numpy as np
+import pytest
+
+from conftest import assert_close
+from fastconv._ext import im2col as k
+from fastconv.reference import conv2d
+
+CASES = [  # (N, C, H, W, kh, kw, stride, padding, dilation)
+    (2, 3, 7, 9, 3, 3, (1, 1), (1, 1), (1, 1)),
+    (1, 2, 8, 5, 3, 2, (2, 1), (0, 2), (1, 1)),
+    (2, 1, 9, 9, 3, 3, (2, 2), (2, 2), (2, 2)),
+    (1, 4, 5, 6, 1, 1, (1, 1), (0, 0), (1, 1)),
+    (1, 2, 4, 4, 4, 4, (1, 1), (0, 0), (1, 1)),    # kernel as large as the input
+    (2, 2, 3, 3, 5, 5, (3, 3), (1, 1), (1, 1)),    # kernel as large as the padded input
+    (1, 3, 11, 4, 2, 3, (3, 2), (1, 0), (3, 1)),
+]
+
+
+def _out(h, k, s, p, d):
+    return (h + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_im2col_times_weight_is_conv(case, dtype, rng):
+    n, c, h, w, kh, kw, s, p, d = case
+    oh, ow = _out(h, kh, s[0], p[0], d[0]), _out(w, kw, s[1], p[1], d[1])
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((5, c, kh, kw)).astype(dtype)
+    cols = np.full((n, c * kh * kw, oh * ow), np.nan, dtype)
+    k.im2col(x, cols, kh, kw, *s, *p, *d, oh, ow, 2)
+    y = np.einsum("ok,nkp->nop", wt.reshape(5, -1), cols).reshape(n, 5, oh, ow)
+    assert_close(y, conv2d(x, wt, None, s, p, d), dtype)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_col2im_is_adjoint_of_im2col(case, rng):
+    n, c, h, w, kh, kw, s, p, d = case
+    oh, ow = _out(h, kh, s[0], p[0], d[0]), _out(w, kw, s[1], p[1], d[1])
+    x = rng.standard_normal((n, c, h, w))
+    g = rng.standard_normal((n, c * kh * kw, oh * ow))
+    cols = np.empty_like(g)
+    k.im2col(x, cols, kh, kw, *s, *p, *d, oh, ow, 1)
+    gx = np.full_like(x, np.nan)
+    k.col2im(g, gx, kh, kw, *s, *p, *d, oh, ow, 2)
+    assert abs(np.vdot(cols, g) - np.vdot(x, gx)) <= 1e-10 * max(1.0, abs(np.vdot(cols, g)))

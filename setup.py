@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools._distutils.ccompiler import new_compiler
 from setuptools._distutils.sysconfig import customize_compiler
 
@@ -30,11 +30,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # src/<stem>.pyx -> fastconv._ext.<stem>; extra C sources each one needs.
 EXTENSIONS = {
     "_runtime": [],
-    "gemm": ["src/gemm.c"],
+    "gemm": ["src/fc_gemm.c"],
     "im2col": [],
     "conv2d_direct": [],
-    "conv2d_im2col": ["src/gemm.c"],
+    "conv2d_im2col": ["src/fc_gemm.c"],
     "conv2d_depthwise": [],
+    "pool2d": [],
+    "batchnorm2d": [],
+    "activations": [],
+    "upsample": [],
 }
 
 # Development only: FASTCONV_ONLY=gemm,im2col builds just those extensions (in-place builds
@@ -122,7 +126,7 @@ if sys.platform == "win32":
     OPT = ["/O2"]
 else:
     # No -ffast-math: NaN/Inf must propagate exactly as IEEE says. SIMD beyond the baseline
-    # ISA is chosen at run time inside src/gemm.c (AVX-512 / AVX2+FMA / portable).
+    # ISA is chosen at run time inside src/fc_gemm.c (AVX-512 / AVX2+FMA / portable).
     OPT = ["-O1", "-g"] if DEBUG else ["-O3"]
 
 with open(os.path.join(HERE, "fastconv", "_build_config.py"), "w") as f:
@@ -147,8 +151,7 @@ extensions = [
 ]
 
 setup(
-    packages=["fastconv", "fastconv._ext", "fastconv.reference", "fastconv.functional",
-              "fastconv.bench"],
+    packages=find_packages(include=["fastconv", "fastconv.*"]) + ["fastconv.bench"],
     package_dir={"fastconv.bench": "bench"},
     ext_modules=cythonize(extensions, compiler_directives=DIRECTIVES,
                           include_path=["src"], annotate=False,

@@ -167,21 +167,21 @@ cdef void _forward_row_3x3(floating* orow, const floating* r0, const floating* r
     if s == 1 and d == 1:
         for ow in range(lo, hi):
             c = ow + off
-            orow[ow] = (b + w00 * r0[c] + w01 * r0[c + 1] + w02 * r0[c + 2]
-                        + w10 * r1[c] + w11 * r1[c + 1] + w12 * r1[c + 2]
-                        + w20 * r2[c] + w21 * r2[c + 1] + w22 * r2[c + 2])
+            orow[ow] = (b + (w00 * r0[c] + w01 * r0[c + 1] + w02 * r0[c + 2])
+                        + (w10 * r1[c] + w11 * r1[c + 1] + w12 * r1[c + 2])
+                        + (w20 * r2[c] + w21 * r2[c + 1] + w22 * r2[c + 2]))
     elif s == 2 and d == 1:
         for ow in range(lo, hi):
             c = 2 * ow + off
-            orow[ow] = (b + w00 * r0[c] + w01 * r0[c + 1] + w02 * r0[c + 2]
-                        + w10 * r1[c] + w11 * r1[c + 1] + w12 * r1[c + 2]
-                        + w20 * r2[c] + w21 * r2[c + 1] + w22 * r2[c + 2])
+            orow[ow] = (b + (w00 * r0[c] + w01 * r0[c + 1] + w02 * r0[c + 2])
+                        + (w10 * r1[c] + w11 * r1[c + 1] + w12 * r1[c + 2])
+                        + (w20 * r2[c] + w21 * r2[c + 1] + w22 * r2[c + 2]))
     else:
         for ow in range(lo, hi):
             c = s * ow + off
-            orow[ow] = (b + w00 * r0[c] + w01 * r0[c + d] + w02 * r0[c + 2 * d]
-                        + w10 * r1[c] + w11 * r1[c + d] + w12 * r1[c + 2 * d]
-                        + w20 * r2[c] + w21 * r2[c + d] + w22 * r2[c + 2 * d])
+            orow[ow] = (b + (w00 * r0[c] + w01 * r0[c + d] + w02 * r0[c + 2 * d])
+                        + (w10 * r1[c] + w11 * r1[c + d] + w12 * r1[c + 2 * d])
+                        + (w20 * r2[c] + w21 * r2[c + d] + w22 * r2[c + 2 * d]))
 
 
 cdef void _forward_plane(const Geom* g, const floating* xp, const floating* wp, floating b,
@@ -353,6 +353,95 @@ cdef void _backward_input_plane(const Geom* g, const floating* gyp, const floati
 
 
 # ---------------------------------------------------------------------- backward_weight
+
+cdef inline void _dot3(floating* lanes, const floating* gy, const floating* xrow,
+                       Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t s, Py_ssize_t d,
+                       Py_ssize_t off) noexcept nogil:
+    """lanes[kw*LANES + l] += gy[ow] * xrow[ow*s + off + kw*d] for the three taps kw of one
+    filter row, ow in [lo, hi) split into LANES fixed partial sums. The sums live in a local
+    array (kept in registers) while the loop runs: one load of gy serves three taps.
+    """
+    cdef floating a[3 * LANES]
+    cdef Py_ssize_t i, l, c, nv = lo + (hi - lo) - (hi - lo) % LANES
+    for l in range(3 * LANES):
+        a[l] = lanes[l]
+    if s == 1 and d == 1:
+        for i in range(lo, nv, 8):
+            for l in range(LANES):
+                c = i + l + off
+                a[l] += gy[i + l] * xrow[c]
+                a[LANES + l] += gy[i + l] * xrow[c + 1]
+                a[2 * LANES + l] += gy[i + l] * xrow[c + 2]
+    else:
+        for i in range(lo, nv, 8):
+            for l in range(LANES):
+                c = (i + l) * s + off
+                a[l] += gy[i + l] * xrow[c]
+                a[LANES + l] += gy[i + l] * xrow[c + d]
+                a[2 * LANES + l] += gy[i + l] * xrow[c + 2 * d]
+    for i in range(nv, hi):
+        c = i * s + off
+        a[i - nv] += gy[i] * xrow[c]
+        a[LANES + i - nv] += gy[i] * xrow[c + d]
+        a[2 * LANES + i - nv] += gy[i] * xrow[c + 2 * d]
+    for l in range(3 * LANES):
+        lanes[l] = a[l]
+
+
+cdef inline void _border_taps3(double* acc, const floating* gy, const floating* xrow,
+                               Py_ssize_t ow0, Py_ssize_t ow1, const Geom* g) noexcept nogil:
+    """acc[kw] += gy[ow] * xrow[iw] for the taps of one filter row that land inside the row."""
+    cdef Py_ssize_t ow, kw, iw
+    for ow in range(ow0, ow1):
+        for kw in range(3):
+            iw = ow * g.sw - g.pw + kw * g.dw
+            if 0 <= iw < g.W:
+                acc[kw] += gy[ow] * xrow[iw]
+
+
+cdef void _backward_weight_channel_3x3(const Geom* g, const floating* xp, const floating* gyp,
+                                       floating* gwp) noexcept nogil:
+    """3x3 filter: the nine taps accumulate together, one pass over each (n, oh) row of gy.
+
+    Interior columns (all three taps of a filter row inside the input row) go through _dot3
+    into per-image partial sums; the few border columns are added tap by tap. Partial sums
+    are folded into double accumulators once per image, in a fixed order.
+    """
+    cdef double acc[9]
+    cdef floating lanes[9 * LANES]
+    cdef Py_ssize_t n, oh, ih, kh, k, lo, hi, lo2, hi2
+    cdef Py_ssize_t xstep = g.C_in * g.H * g.W, gystep = g.C_out * g.OH * g.OW
+    cdef const floating* xrow
+    cdef const floating* gyrow
+    cdef const floating* xn
+    _col_range(-g.pw, g.sw, g.W, g.OW, &lo, &hi)
+    _col_range(2 * g.dw - g.pw, g.sw, g.W, g.OW, &lo2, &hi2)
+    lo = lo2 if lo2 > lo else lo
+    hi = hi2 if hi2 < hi else hi
+    if hi < lo:
+        hi = lo
+    for k in range(9):
+        acc[k] = 0
+    for n in range(g.N):
+        for k in range(9 * LANES):
+            lanes[k] = 0
+        xn = xp + n * xstep
+        for oh in range(g.OH):
+            gyrow = gyp + n * gystep + oh * g.OW
+            for kh in range(3):
+                ih = oh * g.sh - g.ph + kh * g.dh
+                if ih < 0 or ih >= g.H:
+                    continue
+                xrow = xn + ih * g.W
+                if lo < hi:
+                    _dot3(lanes + kh * 3 * LANES, gyrow, xrow, lo, hi, g.sw, g.dw, -g.pw)
+                _border_taps3(acc + kh * 3, gyrow, xrow, 0, lo, g)
+                _border_taps3(acc + kh * 3, gyrow, xrow, hi, g.OW, g)
+        for k in range(9 * LANES):
+            acc[k // LANES] += lanes[k]
+    for k in range(9):
+        gwp[k] = <floating>acc[k]
+
 
 cdef void _backward_weight_channel(const Geom* g, const floating* xp, const floating* gyp,
                                    floating* gwp) noexcept nogil:
@@ -534,5 +623,9 @@ def backward_weight(const floating[:, :, :, ::1] x,         # IN  (N, C_in, H, W
             xp = &x[0, 0, 0, 0]
             gyp = &grad_out[0, 0, 0, 0]
             for co in prange(g.C_out, num_threads=n_threads, schedule="static"):
-                _backward_weight_channel(&g, xp + (co // g.m) * g.H * g.W,
-                                         gyp + co * g.OH * g.OW, gwp + co * KK)
+                if g.kH == 3 and g.kW == 3:
+                    _backward_weight_channel_3x3(&g, xp + (co // g.m) * g.H * g.W,
+                                                 gyp + co * g.OH * g.OW, gwp + co * KK)
+                else:
+                    _backward_weight_channel(&g, xp + (co // g.m) * g.H * g.W,
+                                             gyp + co * g.OH * g.OW, gwp + co * KK)

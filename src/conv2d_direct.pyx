@@ -120,6 +120,44 @@ cdef inline void _axpy_scatter(floating* y, const floating* x, floating a, Py_ss
             y[i * sy] += a * x[i]
 
 
+cdef inline void _axpy4(floating* y, const floating** x, const floating* a, Py_ssize_t n,
+                        Py_ssize_t sx) noexcept nogil:
+    """y[i] += sum over t < 4 of a[t] * x[t][i * sx]: four taps per pass over y."""
+    cdef const floating* x0 = x[0]
+    cdef const floating* x1 = x[1]
+    cdef const floating* x2 = x[2]
+    cdef const floating* x3 = x[3]
+    cdef floating a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3]
+    cdef Py_ssize_t i
+    if sx == 1:
+        for i in range(n):
+            y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i])
+    elif sx == 2:
+        for i in range(n):
+            y[i] += (a0 * x0[2 * i] + a1 * x1[2 * i]) + (a2 * x2[2 * i] + a3 * x3[2 * i])
+    else:
+        for i in range(n):
+            y[i] += ((a0 * x0[i * sx] + a1 * x1[i * sx])
+                     + (a2 * x2[i * sx] + a3 * x3[i * sx]))
+
+
+cdef inline void _axpy4_scatter(floating* y, const floating** x, const floating* a,
+                                Py_ssize_t n, Py_ssize_t sy) noexcept nogil:
+    """y[i * sy] += sum over t < 4 of a[t] * x[t][i]: four taps per pass over y."""
+    cdef const floating* x0 = x[0]
+    cdef const floating* x1 = x[1]
+    cdef const floating* x2 = x[2]
+    cdef const floating* x3 = x[3]
+    cdef floating a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3]
+    cdef Py_ssize_t i
+    if sy == 1:
+        for i in range(n):
+            y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i])
+    else:
+        for i in range(n):
+            y[i * sy] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i])
+
+
 cdef inline double _dot(const floating* a, const floating* b, Py_ssize_t n,
                         Py_ssize_t sb) noexcept nogil:
     """sum a[i] * b[i * sb] over i < n, in LANES fixed partial sums (vectorisable)."""
@@ -143,15 +181,47 @@ cdef inline double _dot(const floating* a, const floating* b, Py_ssize_t n,
     return s
 
 
+cdef inline void _dot4(double* acc, const floating* gy, const floating** x, Py_ssize_t n,
+                       Py_ssize_t sx) noexcept nogil:
+    """acc[t] += sum over i < n of gy[i] * x[t][i * sx] for t < 4, in LANES fixed partial
+    sums per t: one load of gy serves four taps."""
+    cdef floating a[4 * LANES]
+    cdef const floating* x0 = x[0]
+    cdef const floating* x1 = x[1]
+    cdef const floating* x2 = x[2]
+    cdef const floating* x3 = x[3]
+    cdef Py_ssize_t i, l, c, nv = n - n % LANES
+    for l in range(4 * LANES):
+        a[l] = 0
+    for i in range(0, nv, 8):
+        for l in range(LANES):
+            c = (i + l) * sx
+            a[l] += gy[i + l] * x0[c]
+            a[LANES + l] += gy[i + l] * x1[c]
+            a[2 * LANES + l] += gy[i + l] * x2[c]
+            a[3 * LANES + l] += gy[i + l] * x3[c]
+    for i in range(nv, n):
+        c = i * sx
+        a[i - nv] += gy[i] * x0[c]
+        a[LANES + i - nv] += gy[i] * x1[c]
+        a[2 * LANES + i - nv] += gy[i] * x2[c]
+        a[3 * LANES + i - nv] += gy[i] * x3[c]
+    for l in range(4 * LANES):
+        acc[l // LANES] += a[l]
+
+
 cdef void _forward_plane(const Geom* g, const floating* xp, const floating* wp, floating b,
                          floating* op) noexcept nogil:
     """One output plane: op = b + sum over (ci, kh, kw) of w * shifted x plane.
 
     xp: the group's first input plane of this image; wp: weight[co]; op: out[n, co].
+    For one kw every (ci, kh) tap covers the same ow range, so taps go four at a time
+    through one pass over the output row (a quarter of the loads and stores of y).
     """
-    cdef Py_ssize_t oh, ow, ci, kh, kw, ih, lo, hi, off
+    cdef Py_ssize_t oh, ow, ci, kh, kw, ih, lo, hi, off, t, nt
     cdef floating* orow
-    cdef const floating* xrow
+    cdef const floating* xs[4]
+    cdef floating ws[4]
     for oh in range(g.OH):
         orow = op + oh * g.OW
         for ow in range(g.OW):
@@ -161,14 +231,20 @@ cdef void _forward_plane(const Geom* g, const floating* xp, const floating* wp, 
             _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
             if lo >= hi:
                 continue
+            nt = 0
             for ci in range(g.cig):
                 for kh in range(g.kH):
                     ih = oh * g.sh - g.ph + kh * g.dh
                     if ih < 0 or ih >= g.H:
                         continue
-                    xrow = xp + (ci * g.H + ih) * g.W
-                    _axpy(orow + lo, xrow + lo * g.sw + off,
-                          wp[(ci * g.kH + kh) * g.kW + kw], hi - lo, g.sw)
+                    xs[nt] = xp + (ci * g.H + ih) * g.W + lo * g.sw + off
+                    ws[nt] = wp[(ci * g.kH + kh) * g.kW + kw]
+                    nt = nt + 1
+                    if nt == 4:
+                        _axpy4(orow + lo, xs, ws, hi - lo, g.sw)
+                        nt = 0
+            for t in range(nt):
+                _axpy(orow + lo, xs[t], ws[t], hi - lo, g.sw)
 
 
 cdef void _backward_input_plane(const Geom* g, const floating* gyp, const floating* wp,
@@ -176,27 +252,36 @@ cdef void _backward_input_plane(const Geom* g, const floating* gyp, const floati
     """One input-gradient plane gx[n, ci], row by row, gathering from its group's gy planes.
 
     gyp: gy[n, first c_out of the group]; wp: weight[first c_out of the group, ci_local];
-    gxp: gx[n, ci]. Rows and columns no window touches stay 0.
+    gxp: gx[n, ci]. Rows and columns no window touches stay 0. For one kw every (co, kh)
+    tap covers the same columns, so taps go four at a time through one pass over the row.
     """
-    cdef Py_ssize_t ih, iw, kh, kw, oh, j, lo, hi, off
+    cdef Py_ssize_t ih, iw, kh, kw, oh, j, lo, hi, off, t, nt
     cdef Py_ssize_t wstride = g.cig * g.kH * g.kW
     cdef floating* gxrow
+    cdef const floating* gs[4]
+    cdef floating ws[4]
     for ih in range(g.H):
         gxrow = gxp + ih * g.W
         for iw in range(g.W):
             gxrow[iw] = 0
-        for kh in range(g.kH):
-            if not _src_index(ih + g.ph - kh * g.dh, g.sh, g.OH, &oh):
+        for kw in range(g.kW):
+            off = kw * g.dw - g.pw
+            _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
+            if lo >= hi:
                 continue
-            for kw in range(g.kW):
-                off = kw * g.dw - g.pw
-                _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
-                if lo >= hi:
-                    continue
-                for j in range(g.cog):
-                    _axpy_scatter(gxrow + lo * g.sw + off,
-                                  gyp + (j * g.OH + oh) * g.OW + lo,
-                                  wp[j * wstride + kh * g.kW + kw], hi - lo, g.sw)
+            nt = 0
+            for j in range(g.cog):
+                for kh in range(g.kH):
+                    if not _src_index(ih + g.ph - kh * g.dh, g.sh, g.OH, &oh):
+                        continue
+                    gs[nt] = gyp + (j * g.OH + oh) * g.OW + lo
+                    ws[nt] = wp[j * wstride + kh * g.kW + kw]
+                    nt = nt + 1
+                    if nt == 4:
+                        _axpy4_scatter(gxrow + lo * g.sw + off, gs, ws, hi - lo, g.sw)
+                        nt = 0
+            for t in range(nt):
+                _axpy_scatter(gxrow + lo * g.sw + off, gs[t], ws[t], hi - lo, g.sw)
 
 
 cdef void _backward_weight_pair(const Geom* g, const floating* xp, const floating* gyp,
@@ -204,38 +289,65 @@ cdef void _backward_weight_pair(const Geom* g, const floating* xp, const floatin
     """gw[co, ci_local] (kH*kW taps) = sum over n, oh, ow of gy * x, batch in order.
 
     xp: x[0, ci]; gyp: gy[0, co]; gwp: grad_weight[co, ci_local]. Taps are processed in
-    chunks of MAX_TAPS double accumulators so each (n, oh) row pair is read once per chunk.
+    blocks of at most MAX_TAPS double accumulators (whole filter rows when they fit), so each
+    (n, oh) row of gy is read once per block; for one kw the taps of all filter rows cover
+    the same ow range and go four at a time through _dot4.
     """
     cdef double acc[MAX_TAPS]
-    cdef Py_ssize_t KK = g.kH * g.kW, k0, k1, k, kh, kw, kw0, kw1
+    cdef double part[4]
+    cdef Py_ssize_t kh0, kh1, kw0, kw1, nkw, kh, kw, k, t, nt
     cdef Py_ssize_t n, oh, ih, lo, hi, off
     cdef Py_ssize_t xplane = g.H * g.W, gyplane = g.OH * g.OW
-    cdef const floating* xrow
+    cdef const floating* xs[4]
+    cdef Py_ssize_t ks[4]
     cdef const floating* gyrow
-    k0 = 0
-    while k0 < KK:
-        k1 = k0 + MAX_TAPS if k0 + MAX_TAPS < KK else KK
-        for k in range(k1 - k0):
+    kh0 = 0
+    kw0 = 0
+    while kh0 < g.kH:
+        if g.kW <= MAX_TAPS:
+            kw0 = 0
+            kw1 = g.kW
+            kh1 = kh0 + MAX_TAPS // g.kW
+            if kh1 > g.kH:
+                kh1 = g.kH
+        else:
+            kw1 = kw0 + MAX_TAPS if kw0 + MAX_TAPS < g.kW else g.kW
+            kh1 = kh0 + 1
+        nkw = kw1 - kw0
+        for k in range((kh1 - kh0) * nkw):
             acc[k] = 0
         for n in range(g.N):
             for oh in range(g.OH):
                 gyrow = gyp + n * g.C_out * gyplane + oh * g.OW
-                for kh in range(k0 // g.kW, (k1 - 1) // g.kW + 1):
-                    ih = oh * g.sh - g.ph + kh * g.dh
-                    if ih < 0 or ih >= g.H:
+                for kw in range(kw0, kw1):
+                    off = kw * g.dw - g.pw
+                    _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
+                    if lo >= hi:
                         continue
-                    xrow = xp + n * g.C_in * xplane + ih * g.W
-                    kw0 = k0 - kh * g.kW if k0 > kh * g.kW else 0
-                    kw1 = k1 - kh * g.kW if k1 - kh * g.kW < g.kW else g.kW
-                    for kw in range(kw0, kw1):
-                        off = kw * g.dw - g.pw
-                        _col_range(off, g.sw, g.W, g.OW, &lo, &hi)
-                        if lo < hi:
-                            acc[kh * g.kW + kw - k0] += _dot(gyrow + lo, xrow + lo * g.sw + off,
-                                                             hi - lo, g.sw)
-        for k in range(k0, k1):
-            gwp[k] = <floating>acc[k - k0]
-        k0 = k1
+                    nt = 0
+                    for kh in range(kh0, kh1):
+                        ih = oh * g.sh - g.ph + kh * g.dh
+                        if ih < 0 or ih >= g.H:
+                            continue
+                        xs[nt] = xp + n * g.C_in * xplane + ih * g.W + lo * g.sw + off
+                        ks[nt] = (kh - kh0) * nkw + kw - kw0
+                        nt = nt + 1
+                        if nt == 4:
+                            part[0] = part[1] = part[2] = part[3] = 0
+                            _dot4(part, gyrow + lo, xs, hi - lo, g.sw)
+                            for t in range(4):
+                                acc[ks[t]] += part[t]
+                            nt = 0
+                    for t in range(nt):
+                        acc[ks[t]] += _dot(gyrow + lo, xs[t], hi - lo, g.sw)
+        for kh in range(kh0, kh1):
+            for kw in range(kw0, kw1):
+                gwp[kh * g.kW + kw] = <floating>acc[(kh - kh0) * nkw + kw - kw0]
+        if g.kW > MAX_TAPS and kw1 < g.kW:
+            kw0 = kw1
+        else:
+            kw0 = 0
+            kh0 = kh1
 
 
 def forward(const floating[:, :, :, ::1] x,          # IN  (N, C_in, H, W)

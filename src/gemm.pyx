@@ -1,4 +1,4 @@
-"""Test and benchmark wrapper around fastconv's C GEMM (src/gemm.c); the conv kernels cimport
+"""Test and benchmark wrapper around fastconv's C GEMM (src/fc_gemm.c); the conv kernels cimport
 ``gemm`` from gemm_api.pxd and never come through here.
 
 Level of parallelism: the C GEMM's own single OpenMP region over disjoint output tiles when

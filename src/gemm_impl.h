@@ -1,4 +1,4 @@
-/* One body for sgemm and dgemm: src/gemm.c includes this file twice, once per element type.
+/* One body for sgemm and dgemm: src/fc_gemm.c includes this file twice, once per element type.
  *
  * The including file defines the element type FC_T, the name suffix FC_SFX and, on x86, the
  * vector types and intrinsics for 512-bit (FC_*512) and 256-bit (FC_*256) registers. Names are
@@ -58,22 +58,25 @@ static inline __attribute__((always_inline)) void
 FN(pack_t_w)(const FC_T *restrict src, int64_t ld, int64_t w, int64_t kc, FC_T *restrict dst,
              const int W)
 {
-    /* Blocks of 16 k: one cache line of each source row, spread over 16 rows of the panel. */
-    enum { KB = 16 };
+    /* Element by element this is store-bound (one scalar store per element); in TB x TB
+     * register transposes (SSE, baseline on x86-64) it moves TB elements per store. Missing
+     * rows of a ragged panel read a zero row. */
+#if FC_X86
+    static const FC_T zeros[FC_KC_MAX] = {0};
+    const FC_T *rows[32];
+#endif
     for (int64_t p0 = 0; p0 < w; p0 += W, src += W * ld, dst += kc * W) {
         int n = (int)(w - p0 < W ? w - p0 : W);
         int64_t k0 = 0;
-        for (; k0 + KB <= kc; k0 += KB) {
-            FC_T *d = dst + k0 * W;
-            for (int r = 0; r < n; ++r) {
-                const FC_T *s = src + r * ld + k0;
-                for (int kk = 0; kk < KB; ++kk)
-                    d[kk * W + r] = s[kk];
-            }
-            for (int r = n; r < W; ++r)
-                for (int kk = 0; kk < KB; ++kk)
-                    d[kk * W + r] = 0;
+#if FC_X86
+        if (W % FC_TB == 0 && W <= 32 && kc <= FC_KC_MAX) {
+            for (int r = 0; r < W; ++r)
+                rows[r] = r < n ? src + r * ld : zeros;
+            for (; k0 + FC_TB <= kc; k0 += FC_TB)
+                for (int r = 0; r < W; r += FC_TB)
+                    FN(transpose_tb)(rows + r, k0, dst + k0 * W + r, W);
         }
+#endif
         for (int64_t k = k0; k < kc; ++k) {
             for (int r = 0; r < n; ++r)
                 dst[k * W + r] = src[r * ld + k];
@@ -105,23 +108,23 @@ static void FN(pack_t)(const FC_T *src, int64_t ld, int64_t w, int64_t kc, FC_T 
 }
 
 /* Rows [i0, i0+mc) and k [p0, p0+kc) of op(A) into MR-row micro-panels. */
-static void FN(pack_a)(int trans_a, const FC_T *A, int64_t lda, int64_t i0, int64_t mc,
-                       int64_t p0, int64_t kc, FC_T *dst, int MR)
+static void FN(pack_a)(const FN(cfg_t) *g, int trans_a, const FC_T *A, int64_t lda, int64_t i0,
+                       int64_t mc, int64_t p0, int64_t kc, FC_T *dst)
 {
     if (trans_a)
-        FN(pack_n)(A + p0 * lda + i0, lda, mc, kc, dst, MR);
+        FN(pack_n)(A + p0 * lda + i0, lda, mc, kc, dst, g->mr);
     else
-        FN(pack_t)(A + i0 * lda + p0, lda, mc, kc, dst, MR);
+        FN(pack_t)(A + i0 * lda + p0, lda, mc, kc, dst, g->mr);
 }
 
 /* k [p0, p0+kc) and columns [j0, j0+nc) of op(B) into NR-column micro-panels. */
-static void FN(pack_b)(int trans_b, const FC_T *B, int64_t ldb, int64_t p0, int64_t kc,
-                       int64_t j0, int64_t nc, FC_T *dst, int NR)
+static void FN(pack_b)(const FN(cfg_t) *g, int trans_b, const FC_T *B, int64_t ldb, int64_t p0,
+                       int64_t kc, int64_t j0, int64_t nc, FC_T *dst)
 {
     if (trans_b)
-        FN(pack_t)(B + j0 * ldb + p0, ldb, nc, kc, dst, NR);
+        FN(pack_t)(B + j0 * ldb + p0, ldb, nc, kc, dst, g->nr);
     else
-        FN(pack_n)(B + p0 * ldb + j0, ldb, nc, kc, dst, NR);
+        FN(pack_n)(B + p0 * ldb + j0, ldb, nc, kc, dst, g->nr);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -177,15 +180,17 @@ FN(body512)(const int rows, const int vecs, int64_t kc, const FC_T *restrict a,
         if (vecs > 1)                                                                        \
             c##i##_1 = FC_FMA512(ai, b1, c##i##_1);                                          \
     }
-    for (int64_t k = 0; k < kc; ++k) {
-        FC_V512 b0 = FC_LD512(b);
-        FC_V512 b1 = vecs > 1 ? FC_LD512(b + L) : z;
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 8 * NR + L), _MM_HINT_T0);
-        FC_R12(FC_STEP)
-        a += MR;
-        b += NR;
+#define FC_K_STEP                                                                            \
+    {                                                                                        \
+        FC_V512 b0 = FC_LD512(b);                                                            \
+        FC_V512 b1 = vecs > 1 ? FC_LD512(b + L) : z;                                         \
+        FC_R12(FC_STEP)                                                                      \
+        a += MR;                                                                             \
+        b += NR;                                                                             \
     }
+    for (int64_t k = 0; k < kc; ++k)
+        FC_K_STEP
+#undef FC_K_STEP
 #undef FC_STEP
     const FC_V512 va = FC_SET1_512(alpha), vb = FC_SET1_512(beta);
     if (mr == rows && nr == vecs * L) {
@@ -280,13 +285,17 @@ FN(body256)(const int rows, const int vecs, int64_t kc, const FC_T *restrict a,
         if (vecs > 1)                                                                        \
             c##i##_1 = FC_FMA256(ai, b1, c##i##_1);                                          \
     }
-    for (int64_t k = 0; k < kc; ++k) {
-        FC_V256 b0 = FC_LD256(b);
-        FC_V256 b1 = vecs > 1 ? FC_LD256(b + L) : z;
-        FC_R6(FC_STEP)
-        a += MR;
-        b += NR;
+#define FC_K_STEP                                                                            \
+    {                                                                                        \
+        FC_V256 b0 = FC_LD256(b);                                                            \
+        FC_V256 b1 = vecs > 1 ? FC_LD256(b + L) : z;                                         \
+        FC_R6(FC_STEP)                                                                       \
+        a += MR;                                                                             \
+        b += NR;                                                                             \
     }
+    for (int64_t k = 0; k < kc; ++k)
+        FC_K_STEP
+#undef FC_K_STEP
 #undef FC_STEP
     const FC_V256 va = FC_SET1_256(alpha), vb = FC_SET1_256(beta);
     if (mr == rows && nr == vecs * L) {
@@ -395,10 +404,10 @@ static int FN(gemm_rect)(const FN(cfg_t) *g, int trans_a, int trans_b, int64_t m
         for (int64_t pc = 0; pc < K; pc += g->kc) {
             int64_t kc = K - pc < g->kc ? K - pc : g->kc;
             FC_T beta_k = pc == 0 ? beta : (FC_T)1;
-            FN(pack_a)(trans_a, A, lda, ic, mc, pc, kc, abuf, MR);
+            FN(pack_a)(g, trans_a, A, lda, ic, mc, pc, kc, abuf);
             for (int64_t jc = n0; jc < n1; jc += g->nc) {
                 int64_t nc = n1 - jc < g->nc ? n1 - jc : g->nc;
-                FN(pack_b)(trans_b, B, ldb, pc, kc, jc, nc, bbuf, NR);
+                FN(pack_b)(g, trans_b, B, ldb, pc, kc, jc, nc, bbuf);
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     int mr = (int)(mc - ir < MR ? mc - ir : MR);
                     const FC_T *ap = abuf + ir * kc;

@@ -1,4 +1,4 @@
-"""fastconv._ext.gemm (src/gemm.c) against a long-double matmul oracle.
+"""fastconv._ext.gemm (src/fc_gemm.c) against a long-double matmul oracle.
 
 Sizes are chosen to hit every blocking edge of every code path: the micro-tiles (AVX-512
 12 x 32 / 12 x 16, AVX2 6 x 16 / 6 x 8, portable 4 x 8), the cache blocks (KC 256-384,

@@ -154,6 +154,7 @@ static int fc_useful_threads(int n_threads, int64_t M, int64_t N, int64_t K, int
     return tiles < n_threads ? (int)tiles : n_threads;
 }
 
+#ifdef _OPENMP
 static fc_rect_t fc_split(int t, int T, int64_t M, int64_t N, int64_t K, int mr, int nr)
 {
     (void)K; /* every thread runs all of K */
@@ -184,6 +185,31 @@ static fc_rect_t fc_split(int t, int T, int64_t M, int64_t N, int64_t K, int mr,
         r.n1 = N;
     return r;
 }
+#endif
+
+/* Longest k block of any configuration (sizes the zero row of the transposing packer). */
+#define FC_KC_MAX 512
+
+#if FC_X86
+/* TB x TB transposes for the packers: rows[r][k0 + kk] -> d[kk * W + r]. */
+static inline void transpose_tb_s(const float *const *rows, int64_t k0, float *d, int W)
+{
+    __m128 r0 = _mm_loadu_ps(rows[0] + k0), r1 = _mm_loadu_ps(rows[1] + k0);
+    __m128 r2 = _mm_loadu_ps(rows[2] + k0), r3 = _mm_loadu_ps(rows[3] + k0);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(d, r0);
+    _mm_storeu_ps(d + W, r1);
+    _mm_storeu_ps(d + 2 * W, r2);
+    _mm_storeu_ps(d + 3 * W, r3);
+}
+
+static inline void transpose_tb_d(const double *const *rows, int64_t k0, double *d, int W)
+{
+    __m128d r0 = _mm_loadu_pd(rows[0] + k0), r1 = _mm_loadu_pd(rows[1] + k0);
+    _mm_storeu_pd(d, _mm_unpacklo_pd(r0, r1));
+    _mm_storeu_pd(d + W, _mm_unpackhi_pd(r0, r1));
+}
+#endif
 
 #define FC_CAT_(a, b) a##_##b
 #define FC_CAT(a, b) FC_CAT_(a, b)
@@ -192,6 +218,7 @@ static fc_rect_t fc_split(int t, int T, int64_t M, int64_t N, int64_t K, int mr,
 /* ---- float ---- */
 #define FC_T float
 #define FC_SFX s
+#define FC_TB 4
 #define FC_KC512 384
 #define FC_MC512 1200
 #define FC_NC512 320
@@ -211,6 +238,9 @@ static fc_rect_t fc_split(int t, int T, int64_t M, int64_t N, int64_t K, int mr,
 #define FC_FMA512 _mm512_fmadd_ps
 #define FC_MUL512 _mm512_mul_ps
 #define FC_ADD512 _mm512_add_ps
+#define FC_IDX512_T __m512i
+#define FC_LDIDX512(p) _mm512_loadu_si512((const void *)(p))
+#define FC_GATHER512(m, idx, base) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, base, 4)
 #define FC_L256 8
 #define FC_V256 __m256
 #define FC_ZERO256 _mm256_setzero_ps
@@ -228,6 +258,7 @@ static const int32_t fc_mask_s[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0
 #include "gemm_impl.h"
 #undef FC_T
 #undef FC_SFX
+#undef FC_TB
 #undef FC_KC512
 #undef FC_MC512
 #undef FC_NC512
@@ -247,6 +278,9 @@ static const int32_t fc_mask_s[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0
 #undef FC_FMA512
 #undef FC_MUL512
 #undef FC_ADD512
+#undef FC_IDX512_T
+#undef FC_LDIDX512
+#undef FC_GATHER512
 #undef FC_L256
 #undef FC_V256
 #undef FC_ZERO256
@@ -266,6 +300,7 @@ static const int32_t fc_mask_s[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0
 /* ---- double: same byte footprint per block as float, so half the k depth ---- */
 #define FC_T double
 #define FC_SFX d
+#define FC_TB 2
 #define FC_KC512 256
 #define FC_MC512 1200
 #define FC_NC512 192
@@ -285,6 +320,9 @@ static const int32_t fc_mask_s[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0
 #define FC_FMA512 _mm512_fmadd_pd
 #define FC_MUL512 _mm512_mul_pd
 #define FC_ADD512 _mm512_add_pd
+#define FC_IDX512_T __m256i
+#define FC_LDIDX512(p) _mm256_loadu_si256((const __m256i *)(p))
+#define FC_GATHER512(m, idx, base) _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, idx, base, 8)
 #define FC_L256 4
 #define FC_V256 __m256d
 #define FC_ZERO256 _mm256_setzero_pd

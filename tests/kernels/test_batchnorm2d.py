@@ -1,0 +1,188 @@
+"""fastconv._ext.batchnorm2d against the NumPy reference: training/eval forward, running-stat
+update, backward (training and eval), numerical soundness on large means, thread-count
+bit-identity, NaN propagation."""
+import numpy as np
+import pytest
+
+from conftest import assert_close
+from fastconv._ext import batchnorm2d as k
+from fastconv.reference import batchnorm as ref
+
+DTYPES = [np.float32, np.float64]
+# (N, C, L): N = 1, C = 1, odd sizes, a plane longer than one 2048-value chunk, and the two
+# schedules (C >= 4 * threads: by channel; fewer: planes of one channel split over threads)
+SHAPES = [(4, 3, 25), (1, 5, 49), (7, 1, 9), (2, 2, 1), (3, 9, 4100), (16, 8, 33), (5, 2, 3)]
+
+
+def _empty(dt):
+    return np.empty(0, dt)
+
+
+def _train(x3, w, b, rm, rv, n_threads, eps=1e-5, momentum=0.1):
+    c, dt = x3.shape[1], x3.dtype
+    out = np.full_like(x3, np.nan)
+    mean, invstd = np.full(c, np.nan), np.full(c, np.nan)
+    k.forward_train(x3, _empty(dt) if w is None else w, _empty(dt) if b is None else b, eps,
+                    out, mean, invstd, _empty(dt) if rm is None else rm,
+                    _empty(dt) if rv is None else rv, momentum, n_threads)
+    return out, mean, invstd
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_forward_train_and_running_stats(shape, dtype, affine, rng):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    c = shape[1]
+    w = rng.standard_normal(c).astype(dtype) if affine else None
+    b = rng.standard_normal(c).astype(dtype) if affine else None
+    rm, rv = rng.standard_normal(c).astype(dtype), rng.random(c).astype(dtype) + 0.5
+    rm_ref, rv_ref = rm.copy(), rv.copy()
+    y, mean, invstd = _train(x, w, b, rm, rv, 2, momentum=0.3)
+    y_ref, mean_ref, invstd_ref = ref.batch_norm_train(x, w, b)
+    ref.update_running_stats(x, rm_ref, rv_ref, momentum=0.3)
+    assert_close(y, y_ref, dtype, what="out")
+    # statistics are double, from sums whose short runs are in the data type
+    stat_tol = 1e-6 if dtype == np.float32 else 1e-10
+    assert_close(mean, mean_ref, tol=stat_tol, what="mean")
+    assert_close(invstd, invstd_ref, tol=stat_tol, what="invstd")
+    assert_close(rm, rm_ref, dtype, what="running_mean")
+    assert_close(rv, rv_ref, dtype, what="running_var")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_running_stats_exact_update_rule(dtype, rng):
+    """r = (1 - m) r + m stat in double, unbiased variance, as PyTorch."""
+    x = rng.standard_normal((3, 2, 5)).astype(dtype)
+    rm, rv = np.array([0.5, -1.0], dtype), np.array([2.0, 0.25], dtype)
+    mean, var = ref.batch_norm_stats(x)
+    expect_m = (0.1 * mean + 0.9 * rm.astype(np.float64)).astype(dtype)
+    expect_v = (0.1 * var * 15 / 14 + 0.9 * rv.astype(np.float64)).astype(dtype)
+    _train(x, None, None, rm, rv, 1)
+    np.testing.assert_allclose(rm, expect_m, rtol=np.finfo(dtype).eps * 4)
+    np.testing.assert_allclose(rv, expect_v, rtol=np.finfo(dtype).eps * 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forward_eval(shape, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    rm, rv = rng.standard_normal(c).astype(dtype), rng.random(c).astype(dtype) + 0.1
+    out = np.full_like(x, np.nan)
+    k.forward_eval(x, rm, rv, w, b, 1e-3, out, 2)
+    assert_close(out, ref.batch_norm_eval(x, rm, rv, w, b, 1e-3), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_backward_train(shape, dtype, affine, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    w = rng.standard_normal(c).astype(dtype) if affine else None
+    _, mean, invstd = _train(x, w, None, None, None, 2)
+    gx, gw, gb = np.full_like(x, np.nan), np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
+    k.backward(gy, x, _empty(dtype) if w is None else w, mean, invstd, gx, gw, gb, 2)
+    gx_ref, gw_ref, gb_ref = ref.batch_norm_backward(gy, x, w)
+    assert_close(gx, gx_ref, dtype, what="grad input")
+    assert_close(gw, gw_ref, dtype, what="grad weight")
+    assert_close(gb, gb_ref, dtype, what="grad bias")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_backward_eval(shape, dtype, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    w = rng.standard_normal(c).astype(dtype)
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.1
+    gx, gw, gb = np.full_like(x, np.nan), np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
+    k.backward_eval(gy, x, w, rm, 1 / np.sqrt(rv + 1e-5), gx, gw, gb, 2)
+    gx_ref, gw_ref, gb_ref = ref.batch_norm_eval_backward(gy, x, rm, rv, w)
+    assert_close(gx, gx_ref, dtype, what="grad input")
+    assert_close(gw, gw_ref, dtype, what="grad weight")
+    assert_close(gb, gb_ref, dtype, what="grad bias")
+
+
+def test_backward_skips_unrequested_outputs(rng):
+    x = rng.standard_normal((2, 3, 10))
+    gy = rng.standard_normal(x.shape)
+    _, mean, invstd = _train(x, None, None, None, None, 1)
+    gx = np.full_like(x, np.nan)
+    k.backward(gy, x, _empty(np.float64), mean, invstd, gx, _empty(np.float64),
+               _empty(np.float64), 2)
+    assert_close(gx, ref.batch_norm_backward(gy, x)[0], np.float64)
+    gb = np.full(3, np.nan)
+    k.backward(gy, x, _empty(np.float64), mean, invstd, np.empty((0, 0, 0)),
+               _empty(np.float64), gb, 2)
+    assert_close(gb, gy.sum(axis=(0, 2)), np.float64)
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 1024), (2, 3, 5000), (64, 2, 16)])
+def test_large_mean_float32_variance(shape, rng):
+    """mean 1e4, std 1 in float32: naive E[x^2] - E[x]^2 in float32 loses every digit."""
+    x = (rng.standard_normal(shape) + 1e4).astype(np.float32)
+    mean_ref, var_ref = ref.batch_norm_stats(x)
+    rv = np.ones(shape[1], np.float32)
+    y, mean, invstd = _train(x, None, None, None, rv, 2, eps=0.0, momentum=1.0)
+    np.testing.assert_allclose(1 / invstd ** 2, var_ref, rtol=1e-6)
+    np.testing.assert_allclose(mean, mean_ref, rtol=1e-12)
+    n = shape[0] * shape[2]
+    np.testing.assert_allclose(rv, var_ref * n / (n - 1), rtol=1e-6)
+    # the output is as good as float32 input at 1e4 allows (ulp(1e4) ~ 1e-3)
+    y_ref = ref.batch_norm_train(x.astype(np.float64), eps=0.0)[0]
+    assert np.abs(y - y_ref).max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(16, 3, 300), (3, 16, 2100), (9, 1, 40)])
+def test_bit_identical_for_any_thread_count(shape, dtype, rng):
+    x = (rng.standard_normal(shape) * 2 + 5).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    results = []
+    for n_threads in (1, 2, 3, 4, 8):
+        rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+        y, mean, invstd = _train(x, w, b, rm, rv, n_threads)
+        gx, gw, gb = np.empty_like(x), np.empty(c, dtype), np.empty(c, dtype)
+        k.backward(gy, x, w, mean, invstd, gx, gw, gb, n_threads)
+        results.append((y, mean, invstd, rm, rv, gx, gw, gb))
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            np.testing.assert_array_equal(a, b_)
+
+
+def test_nan_propagates_to_its_channel_only():
+    x = np.ones((2, 3, 4), np.float32)
+    x[:, 1] = np.arange(8, dtype=np.float32).reshape(2, 4)
+    x[1, 1, 2] = np.nan
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    y, mean, invstd = _train(x, None, None, rm, rv, 2)
+    assert np.isnan(y[:, 1]).all() and np.isnan(rm[1]) and np.isnan(rv[1])
+    assert np.isfinite(y[:, [0, 2]]).all() and np.isfinite(rm[[0, 2]]).all()
+
+
+def test_n1_training_uses_the_plane():
+    """N = 1 with H*W > 1 is valid training input: statistics over the plane."""
+    x = np.arange(6, dtype=np.float64).reshape(1, 1, 6)
+    y, mean, invstd = _train(x, None, None, None, None, 2, eps=0.0)
+    assert mean[0] == 2.5
+    assert_close(y, (x - 2.5) / np.std(x), np.float64)
+
+
+def test_empty_batch_is_a_no_op():
+    x = np.empty((0, 3, 4), np.float32)
+    rm = np.full(3, 7, np.float32)
+    out = np.empty_like(x)
+    k.forward_train(x, _empty(np.float32), _empty(np.float32), 1e-5, out, np.empty(3),
+                    np.empty(3), rm, _empty(np.float32), 0.1, 2)
+    assert (rm == 7).all()
+    gw, gb = np.full(3, np.nan, np.float32), np.full(3, np.nan, np.float32)
+    k.backward(x, x, _empty(np.float32), np.zeros(3), np.ones(3), np.empty((0, 0, 0),
+               np.float32), gw, gb, 2)
+    assert (gw == 0).all() and (gb == 0).all()

@@ -1,0 +1,218 @@
+"""fastconv._ext.pool2d: every entry point against fastconv.reference.pool over grids of
+geometry, plus ties, NaN, empty and edge cases and thread-count invariance."""
+import itertools
+
+import numpy as np
+import pytest
+
+from fastconv._ext import pool2d as k
+from fastconv.reference import pool as ref
+
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+KERNELS = [1, 2, 3, (2, 3)]
+SIZES = [(7, 9), (6, 6), (5, 4)]
+
+
+def _pair(v):
+    return (v, v) if np.ndim(v) == 0 else tuple(v)
+
+
+def _close(a, b, dtype):
+    scale = max(1.0, float(np.max(np.abs(b)))) if b.size else 1.0
+    assert a.shape == b.shape
+    assert np.max(np.abs(a.astype(np.float64) - b), initial=0) <= RTOL[dtype] * scale
+
+
+def _grid(avg):
+    for kernel, s, p, d, ceil in itertools.product(KERNELS, (1, 2, 3), (0, 1), (1, 2),
+                                                   (False, True)):
+        kh, kw = _pair(kernel)
+        if p > kh // 2 or p > kw // 2 or (avg and d != 1):
+            continue
+        yield kernel, s, p, d, ceil
+
+
+def _sizes(h, w, kernel, s, p, d, ceil):
+    kh, kw = _pair(kernel)
+    try:
+        return (ref.pool_output_size(h, kh, s, p, d, ceil),
+                ref.pool_output_size(w, kw, s, p, d, ceil))
+    except ValueError:
+        return None
+
+
+def _permutation(rng, shape, dtype):
+    """Distinct values: no ties, so every implementation must pick the same argmax."""
+    return (rng.permutation(int(np.prod(shape))).reshape(shape) / 7.0).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", SIZES)
+def test_max_forward_backward_grid(dtype, hw, rng):
+    for kernel, s, p, d, ceil in _grid(avg=False):
+        out_hw = _sizes(*hw, kernel, s, p, d, ceil)
+        if out_hw is None:
+            continue
+        kh, kw = _pair(kernel)
+        x = rng.standard_normal((2, 3) + hw).astype(dtype)
+        x[0, 0] = np.round(x[0, 0])          # ties
+        out = np.full((2, 3) + out_hw, np.nan, dtype)
+        idx = np.full(out.shape, -7, np.int64)
+        k.max_forward(x, out, idx, kh, kw, s, s, p, p, d, d, 2)
+        ro, ri = ref.max_pool2d(x, kernel, s, p, d, ceil)
+        what = (kernel, s, p, d, ceil)
+        assert np.array_equal(out, ro), what
+        assert np.array_equal(idx, ri), what
+        gy = rng.standard_normal(out.shape).astype(dtype)
+        gx = np.full(x.shape, np.nan, dtype)
+        k.max_backward(gy, idx, gx, 2)
+        _close(gx, ref.max_pool2d_backward(gy, ri, x.shape), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw", SIZES)
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_forward_backward_grid(dtype, hw, count_include_pad, rng):
+    for kernel, s, p, d, ceil in _grid(avg=True):
+        out_hw = _sizes(*hw, kernel, s, p, 1, ceil)
+        if out_hw is None:
+            continue
+        kh, kw = _pair(kernel)
+        x = rng.standard_normal((2, 3) + hw).astype(dtype)
+        for override in (None, 5):
+            out = np.full((2, 3) + out_hw, np.nan, dtype)
+            k.avg_forward(x, out, kh, kw, s, s, p, p, count_include_pad, override or 0, 2)
+            _close(out, ref.avg_pool2d(x, kernel, s, p, ceil, count_include_pad, override),
+                   dtype)
+            gy = rng.standard_normal(out.shape).astype(dtype)
+            gx = np.full(x.shape, np.nan, dtype)
+            k.avg_backward(gy, gx, kh, kw, s, s, p, p, count_include_pad, override or 0, 2)
+            _close(gx, ref.avg_pool2d_backward(gy, x.shape, kernel, s, p, ceil,
+                                               count_include_pad, override), dtype)
+
+
+ADAPTIVE = [((7, 9), (3, 4)), ((5, 5), (1, 1)), ((8, 8), (4, 4)), ((4, 6), (5, 7)),
+            ((10, 3), (3, 2)), ((1, 1), (2, 3)), ((6, 7), (6, 7))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hw, out_hw", ADAPTIVE)
+def test_adaptive(dtype, hw, out_hw, rng):
+    x = rng.standard_normal((2, 3) + hw).astype(dtype)
+    x[1, 2] = np.round(x[1, 2])
+    out = np.full((2, 3) + out_hw, np.nan, dtype)
+    k.adaptive_avg_forward(x, out, 2)
+    _close(out, ref.adaptive_avg_pool2d(x, out_hw), dtype)
+    gy = rng.standard_normal(out.shape).astype(dtype)
+    gx = np.full(x.shape, np.nan, dtype)
+    k.adaptive_avg_backward(gy, gx, 2)
+    _close(gx, ref.adaptive_avg_pool2d_backward(gy, x.shape), dtype)
+    idx = np.empty(out.shape, np.int64)
+    k.adaptive_max_forward(x, out, idx, 2)
+    ro, ri = ref.adaptive_max_pool2d(x, out_hw)
+    assert np.array_equal(out, ro) and np.array_equal(idx, ri)
+    k.max_backward(gy, idx, gx, 2)
+    _close(gx, ref.adaptive_max_pool2d_backward(gy, ri, x.shape), dtype)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 5, 7), (1, 3, 112, 113), (3, 1, 2, 2), (2, 5, 1, 9)])
+@pytest.mark.parametrize("geom", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 1), (2, 1, 0, 1),
+                                  (3, 2, 1, 2), (2, 2, 1, 1)])
+def test_fast_paths_and_edges(shape, geom, rng):
+    """Shapes that hit the row kernels (2x2 / 3x3) and their borders, N = 1, C = 1."""
+    kern, s, p, d = geom
+    for ceil in (False, True):
+        out_hw = _sizes(*shape[2:], kern, s, p, d, ceil)
+        if out_hw is None:
+            continue
+        x = _permutation(rng, shape, np.float32)
+        out = np.empty(shape[:2] + out_hw, np.float32)
+        idx = np.empty(out.shape, np.int64)
+        k.max_forward(x, out, idx, kern, kern, s, s, p, p, d, d, 2)
+        ro, ri = ref.max_pool2d(x, kern, s, p, d, ceil)
+        assert np.array_equal(out, ro) and np.array_equal(idx, ri)
+        if d == 1:
+            k.avg_forward(x, out, kern, kern, s, s, p, p, True, 0, 2)
+            _close(out, ref.avg_pool2d(x, kern, s, p, ceil), np.float32)
+
+
+def test_ties_first_maximum_wins():
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 0] = x[0, 0, 0, 1] = x[0, 0, 1, 1] = 3   # window (0, 0): first max at (0, 1)
+    out = np.empty((1, 1, 2, 2), np.float32)
+    idx = np.empty(out.shape, np.int64)
+    k.max_forward(x, out, idx, 2, 2, 2, 2, 0, 0, 1, 1, 1)
+    assert idx[0, 0, 0, 0] == 1
+    assert idx[0, 0, 0, 1] == 2 and idx[0, 0, 1, 0] == 8   # all-zero windows: their first
+    ones = np.ones((1, 1, 6, 6))
+    out, idx = np.empty((1, 1, 3, 3)), np.empty((1, 1, 3, 3), np.int64)
+    k.max_forward(ones, out, idx, 3, 3, 2, 2, 1, 1, 1, 1, 1)
+    assert np.array_equal(idx, ref.max_pool2d(ones, 3, 2, 1)[1])
+    assert idx[0, 0, 1, 1] == 1 * 6 + 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geom", [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
+def test_nan_propagates_with_its_index(dtype, geom, rng):
+    kern, s, p = geom
+    x = rng.standard_normal((2, 2, 9, 10)).astype(dtype)
+    x[0, 1, 4, 5] = np.nan
+    x[0, 1, 4, 6] = np.nan
+    x[1, 0, 0, 0] = np.inf
+    out_hw = _sizes(9, 10, kern, s, p, 1, False)
+    out = np.empty((2, 2) + out_hw, dtype)
+    idx = np.empty(out.shape, np.int64)
+    k.max_forward(x, out, idx, kern, kern, s, s, p, p, 1, 1, 2)
+    ro, ri = ref.max_pool2d(x, kern, s, p)
+    assert np.array_equal(out, ro, equal_nan=True) and np.array_equal(idx, ri)
+    assert np.isnan(out[0, 1]).any()
+    k.adaptive_max_forward(x, out, idx, 2)
+    ro, ri = ref.adaptive_max_pool2d(x, out_hw)
+    assert np.array_equal(out, ro, equal_nan=True) and np.array_equal(idx, ri)
+
+
+def test_window_without_input_gives_minus_inf_and_backward_skips_it():
+    """k=2, d=3, p=1 on H=2: the taps (-1, 2) miss the input, as can happen in PyTorch."""
+    x = np.ones((1, 1, 2, 2))
+    out, idx = np.empty((1, 1, 1, 1)), np.empty((1, 1, 1, 1), np.int64)
+    k.max_forward(x, out, idx, 2, 2, 1, 1, 1, 1, 3, 3, 1)
+    ro, ri = ref.max_pool2d(x, 2, 1, 1, 3)
+    assert out[0, 0, 0, 0] == -np.inf and np.array_equal(idx, ri)
+    gx = np.full(x.shape, np.nan)
+    k.max_backward(np.ones((1, 1, 1, 1)), idx, gx, 1)
+    assert np.array_equal(gx, np.zeros_like(x))
+
+
+def test_empty_batch_is_a_no_op():
+    x = np.zeros((0, 3, 4, 4), np.float32)
+    out = np.zeros((0, 3, 2, 2), np.float32)
+    idx = np.zeros(out.shape, np.int64)
+    k.max_forward(x, out, idx, 2, 2, 2, 2, 0, 0, 1, 1, 2)
+    k.max_backward(out, idx, x, 2)
+    k.avg_forward(x, out, 2, 2, 2, 2, 0, 0, True, 0, 2)
+    k.adaptive_avg_forward(x, out, 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bit_identical_for_1_and_2_threads(dtype, rng):
+    x = rng.standard_normal((3, 5, 17, 19)).astype(dtype)
+    x[0, 0, 3, 3] = np.nan
+    gy9 = rng.standard_normal((3, 5, 9, 10)).astype(dtype)
+    runs = []
+    for threads in (1, 2):
+        o, i = np.empty((3, 5, 9, 10), dtype), np.empty((3, 5, 9, 10), np.int64)
+        k.max_forward(x, o, i, 3, 3, 2, 2, 1, 1, 1, 1, threads)
+        gx = np.empty_like(x)
+        k.max_backward(gy9, i, gx, threads)
+        a = np.empty((3, 5, 8, 9), dtype)
+        k.avg_forward(x, a, 3, 3, 2, 2, 1, 1, False, 0, threads)
+        ga = np.empty_like(x)
+        k.avg_backward(a, ga, 3, 3, 2, 2, 1, 1, False, 0, threads)
+        g = np.empty((3, 5, 1, 1), dtype)
+        k.adaptive_avg_forward(x, g, threads)
+        gg = np.empty_like(x)
+        k.adaptive_avg_backward(g, gg, threads)
+        runs.append((o, i, gx, a, ga, g, gg))
+    for r1, r2 in zip(*runs):
+        assert np.array_equal(r1, r2, equal_nan=True)

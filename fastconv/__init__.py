@@ -19,7 +19,11 @@ from .gradcheck import gradcheck
 from .tensor import Tensor, tensor
 from . import functional, reference
 from .functional import conv_algorithms
+from . import data, models, nn, optim
+from .nn.serialization import load, save
+from .summary import summary
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck",
            "set_num_threads", "get_num_threads", "manual_seed", "build_info",
-           "conv_algorithms", "functional", "reference", "__version__"]
+           "conv_algorithms", "functional", "reference", "nn", "optim", "models", "data",
+           "summary", "save", "load", "__version__"]

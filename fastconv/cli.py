@@ -1,4 +1,4 @@
-"""The ``fastconv`` command line: ``info`` and ``bench`` (``train`` arrives with the models)."""
+"""The ``fastconv`` command line: ``info``, ``bench`` and ``train``."""
 import argparse
 import json
 import sys
@@ -42,6 +42,76 @@ def _bench(args):
     return 0
 
 
+def _train(args):
+    from fastconv.training.command import run
+    return run(args)
+
+
+_TRAIN_EPILOG = """\
+With no arguments: lenet5 on SyntheticShapes (generated, offline), 3 epochs of SGD
+(lr 0.05, momentum 0.9, cosine schedule), batch 64.
+Real datasets are read from --data-dir (default $FASTCONV_DATA, else ./data), e.g.
+data/mnist/*.gz or PyTorch's data/MNIST/raw/. --resume PATH continues a run from its
+checkpoint (bit-identically with the same --threads) and keeps writing to PATH unless
+--checkpoint says otherwise; the run's settings come from the checkpoint.
+Exit codes: 0 done, 1 diverged, 2 bad arguments/data/checkpoint, 130 interrupted."""
+
+
+def _add_train_parser(sub):
+    # Literal choices (those of fastconv.training.recipes): building the parser must not
+    # import the compiled package.
+    p = sub.add_parser("train", help="train a CNN (default: lenet5 on SyntheticShapes)",
+                       description="Train a model with a progress bar, per-epoch metrics, "
+                                   "early stopping, checkpoints and exact resume.",
+                       epilog=_TRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Run settings default to None here; fastconv.training.command fills them in (from the
+    # checkpoint when resuming), so that it can tell which were given.
+    p.add_argument("--model", choices=("lenet5", "resnet20", "resnet18", "mobilenet_small"),
+                   help="network (default: lenet5)")
+    p.add_argument("--dataset", choices=("synthetic", "mnist", "fashion-mnist", "cifar10"),
+                   help="default: synthetic")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where datasets live (default: $FASTCONV_DATA, else ./data)")
+    p.add_argument("--download", action="store_true",
+                   help="download a missing dataset from its official mirror")
+    p.add_argument("--epochs", type=int, metavar="E", help="default: 3")
+    p.add_argument("--batch-size", type=int, metavar="B", help="default: 64")
+    p.add_argument("--lr", type=float, help="learning rate (default: 0.05 for sgd, 1e-3 "
+                                            "for adam/adamw)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default: sgd")
+    p.add_argument("--momentum", type=float, metavar="M", help="SGD momentum (default: 0.9)")
+    p.add_argument("--weight-decay", type=float, metavar="WD",
+                   help="default: 0 (adamw: 0.01)")
+    p.add_argument("--scheduler", choices=("none", "step", "cosine", "onecycle"),
+                   help="learning-rate schedule (default: cosine, to 0 over the epochs; "
+                        "step: x0.1 every epochs/3; onecycle: peaks at --lr)")
+    p.add_argument("--threads", type=int, metavar="T",
+                   help="kernel threads (default: all cores / OMP_NUM_THREADS)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="seeds initialisation, shuffling, augmentation (default: 0)")
+    p.add_argument("--val-split", type=float, metavar="F",
+                   help="fraction of the training set held out for validation (default: 0)")
+    p.add_argument("--patience", type=int, metavar="P",
+                   help="early stopping: stop after P epochs without a lower validation "
+                        "loss and keep the best weights (needs --val-split)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="write a checkpoint (.npz) atomically after every epoch")
+    p.add_argument("--resume", metavar="PATH", help="continue the run saved in PATH")
+    p.add_argument("--log", metavar="PATH", help="write a JSON log of the run")
+    p.add_argument("--plot", metavar="PATH", help="save the curves as PNG (needs matplotlib)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random crop (and flip for CIFAR-10) on the training set (default: "
+                        "on for cifar10 only)")
+    p.add_argument("--limit-train", type=int, metavar="N",
+                   help="use only the first N training images")
+    p.add_argument("--limit-test", type=int, metavar="N",
+                   help="use only the first N test images")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (one line per epoch; also when not on a terminal)")
+    p.set_defaults(func=_train)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +125,7 @@ def main(argv=None):
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
     p.set_defaults(func=_bench)
+    _add_train_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,9 +1,11 @@
 """Elementwise activations, forward and backward, over flat C-contiguous buffers.
 
-Only the passes that beat NumPy are used by ``fastconv.functional.activation`` (measured on
-(64, 64, 32, 32) float32; see that module): fused backward passes that would take NumPy two or
-three passes and temporaries, ELU (NumPy's expm1 is scalar), PReLU (a per-channel weight and
-its gradient), and the threaded ones. Plain ``max(x, 0)`` and SIMD ``tanh`` stay in NumPy.
+Used where they beat NumPy (measured on (64, 64, 32, 32) float32; table in
+``fastconv.functional.activation``): fused backward passes that take NumPy two or three passes
+and temporaries, branch-free selects (np.where mispredicts on random signs), PReLU (a
+per-channel weight and its gradient), and the threaded passes. Transcendentals are NumPy's
+SIMD exp/expm1/tanh, computed by the caller: a libm call per element is 5-10x slower, so the
+ELU and sigmoid forward kernels take exp's result and do the rest.
 
 Level of parallelism: one OpenMP ``prange`` over fixed blocks of BLOCK contiguous elements (or
 over (n, c) planes for PReLU). Every output element is written by exactly one iteration, so
@@ -15,7 +17,7 @@ that returns it (relu(NaN) = NaN), and backward passes multiply by the incoming 
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, expm1
+from libc.math cimport exp, expf, expm1, expm1f
 
 
 cdef enum:
@@ -52,31 +54,51 @@ cdef void _relu_bw(const floating* gy, const floating* y, floating* gx, Py_ssize
 cdef void _leaky(const floating* x, floating* y, floating s, Py_ssize_t lo,
                  Py_ssize_t hi) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating v, m
+    cdef floating v, pos, neg
     for i in range(lo, hi):
+        # Branch-free on purpose: GCC will not speculate FP math out of a branch (trapping
+        # math) and turns any select of a product back into one, which runs scalar and
+        # mispredicts on random signs. Selects against 0 vectorise, as in _relu.
         v = x[i]
-        m = v * s       # computed unconditionally: GCC never speculates FP math, so a
-        y[i] = m if v < 0 else v    # select of two ready values is what vectorises
+        pos = 0 if v < 0 else v         # NaN lands here
+        neg = v if v < 0 else 0
+        y[i] = pos + s * neg
 
 
 cdef void _leaky_bw(const floating* gy, const floating* t, floating* gx, floating s,
                     Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating g, m
+    cdef floating g, pos, neg
     for i in range(lo, hi):
-        g = gy[i]
-        m = g * s
-        gx[i] = g if t[i] > 0 else m
+        g = gy[i]                       # branch-free, see _leaky
+        pos = g if t[i] > 0 else 0
+        neg = 0 if t[i] > 0 else g
+        gx[i] = pos + s * neg
 
 
-cdef void _elu(const floating* x, floating* y, double alpha, Py_ssize_t lo,
+cdef inline floating _exp(floating v) noexcept nogil:
+    """exp in the data type's precision (expf for float32 is ~2x faster than exp)."""
+    if floating is float:
+        return expf(v)
+    else:
+        return exp(v)
+
+
+cdef inline floating _expm1(floating v) noexcept nogil:
+    if floating is float:
+        return expm1f(v)
+    else:
+        return expm1(v)
+
+
+cdef void _elu(const floating* x, const floating* em1, floating* y, floating a, Py_ssize_t lo,
                Py_ssize_t hi) noexcept nogil:
     cdef Py_ssize_t i
+    cdef floating v, e
     for i in range(lo, hi):
-        if x[i] > 0:
-            y[i] = x[i]
-        else:
-            y[i] = <floating>(alpha * expm1(<double>x[i]))
+        v = x[i]
+        e = a * em1[i]
+        y[i] = v if v > 0 else e        # NaN: em1 is NaN too
 
 
 cdef void _elu_bw(const floating* gy, const floating* t, floating* gx, double alpha,
@@ -84,31 +106,31 @@ cdef void _elu_bw(const floating* gy, const floating* t, floating* gx, double al
     """t is the output (alpha >= 0: x <= 0 exactly where y <= 0, and alpha*exp(x) = y + alpha)
     or the input."""
     cdef Py_ssize_t i
-    cdef floating a = <floating>alpha, g, v, m
+    cdef floating a = <floating>alpha, g, v, pos, neg, vneg
     if from_output:
         for i in range(lo, hi):
-            g = gy[i]
+            g = gy[i]                   # branch-free, see _leaky
             v = t[i]
-            m = g * (v + a)
-            gx[i] = m if v <= 0 else g
+            pos = 0 if v <= 0 else g
+            neg = g if v <= 0 else 0
+            vneg = v if v <= 0 else 0
+            gx[i] = pos + neg * (vneg + a)
     else:
         for i in range(lo, hi):
             if t[i] <= 0:
-                gx[i] = <floating>(gy[i] * alpha * exp(<double>t[i]))
+                gx[i] = gy[i] * a * _exp(t[i])
             else:
                 gx[i] = gy[i]
 
 
-cdef void _sigmoid(const floating* x, floating* y, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef void _sigmoid(const floating* x, const floating* e, floating* y, Py_ssize_t lo,
+                   Py_ssize_t hi) noexcept nogil:
     cdef Py_ssize_t i
-    cdef double e
+    cdef floating v, ev, one = 1
     for i in range(lo, hi):
-        # exp of a non-positive argument only: no overflow, full relative precision
-        if x[i] >= 0:
-            y[i] = <floating>(1.0 / (1.0 + exp(-<double>x[i])))
-        else:
-            e = exp(<double>x[i])
-            y[i] = <floating>(e / (1.0 + e))
+        v = x[i]
+        ev = e[i]
+        y[i] = (one if v >= 0 else ev) / (1 + ev)
 
 
 cdef void _sigmoid_bw(const floating* gy, const floating* y, floating* gx, Py_ssize_t lo,
@@ -175,14 +197,18 @@ def leaky_relu_backward(const floating[::1] grad_out, const floating[::1] t,
             _leaky_bw(&grad_out[0], &t[0], &grad_in[0], s, b * BLOCK, _end(b, n))
 
 
-def elu_forward(const floating[::1] x, double alpha, floating[::1] y, int n_threads):
-    """y = x if x > 0 else alpha * (exp(x) - 1) (expm1 in double)."""
+def elu_forward(const floating[::1] x, const floating[::1] em1, double alpha,
+                floating[::1] y, int n_threads):
+    """y = x if x > 0 else alpha * em1, with em1 = expm1(min(x, 0)) from the caller (NumPy's
+    expm1 is SIMD, a libm call per element here is 5-10x slower; the select is what NumPy
+    does badly: np.where mispredicts on random signs)."""
     cdef Py_ssize_t n = x.shape[0], b
+    cdef floating a = <floating>alpha
     if n == 0:
         return
     with nogil:
         for b in prange(_blocks(n), num_threads=n_threads, schedule="static"):
-            _elu(&x[0], &y[0], alpha, b * BLOCK, _end(b, n))
+            _elu(&x[0], &em1[0], &y[0], a, b * BLOCK, _end(b, n))
 
 
 def elu_backward(const floating[::1] grad_out, const floating[::1] t, double alpha,
@@ -198,14 +224,16 @@ def elu_backward(const floating[::1] grad_out, const floating[::1] t, double alp
                     _end(b, n))
 
 
-def sigmoid_forward(const floating[::1] x, floating[::1] y, int n_threads):
-    """y = 1 / (1 + exp(-x)), computed without overflow for either sign."""
+def sigmoid_forward(const floating[::1] x, const floating[::1] e, floating[::1] y,
+                    int n_threads):
+    """y = 1 / (1 + e) where x >= 0, else e / (1 + e), with e = exp(-|x|) from the caller
+    (NumPy's SIMD exp): no overflow and full relative precision for either sign."""
     cdef Py_ssize_t n = x.shape[0], b
     if n == 0:
         return
     with nogil:
         for b in prange(_blocks(n), num_threads=n_threads, schedule="static"):
-            _sigmoid(&x[0], &y[0], b * BLOCK, _end(b, n))
+            _sigmoid(&x[0], &e[0], &y[0], b * BLOCK, _end(b, n))
 
 
 def sigmoid_backward(const floating[::1] grad_out, const floating[::1] y,

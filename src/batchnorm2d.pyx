@@ -6,9 +6,9 @@ For a channel c the data are N blocks ("planes") of L contiguous values, plane n
 (n*C + c)*L.
 
 Statistics (training forward). Each plane is cut into chunks of at most CHUNK values (in L1),
-each chunk gets an exact two-pass mean and centred sum of squares M2 in double precision (the
-second pass subtracts the chunk mean rounded to the data type, which is exact for values
-within a factor two of it, and corrects with the sum of the deviations), and chunk statistics
+each chunk gets a two-pass mean and centred sum of squares M2 (the second pass subtracts the
+chunk mean rounded to the data type, which is exact for values within a factor two of it, and
+corrects with the sum of the deviations; sums as described at RUN below), and chunk statistics
 are merged in order with Chan's pairwise formula, first into the plane's, then the planes into
 the channel's. So float32 data with mean 1e4 and std 1 get their variance to ~1e-7, and data
 pass through memory once for the statistics (not twice as in a global two-pass).
@@ -40,10 +40,11 @@ cdef enum:
     RUN = 128                  # values per run summed in the data type, then in double
     CHUNK = 2048               # values per two-pass chunk: 8 KiB (float32) / 16 KiB (float64)
     CHANNELS_PER_THREAD = 4    # below this many channels per thread, split channels by plane
-# Reductions keep _lanes() partial sums; each lane sums its values of a run of RUN in the data
-# type (so the loops vectorise into plain SIMD with no conversions), and runs are added into
-# double accumulators: a float32 run has the error of a few ulps of 4 to 32 values, everything
-# longer is summed in double. The order depends only on the data size, never on n_threads.
+# Reductions keep _lanes() partial sums; within a run of RUN values each lane sums its RUN/lanes
+# values in the data type (4 per lane for float32, so the loops vectorise into plain SIMD with
+# no conversions), and runs are added into double accumulators: everything longer than 4
+# float32 values is summed in double. The order depends only on the data size, never on
+# n_threads. (Loop steps are written as the literals 128 = RUN: Cython needs a constant step.)
 
 
 cdef inline Py_ssize_t _lanes(floating dummy) noexcept nogil:

@@ -1,10 +1,11 @@
 """Activations, softmax, log-softmax and dropout, as ``torch.nn.functional``.
 
 Each op validates here and is one ``Function`` that saves the cheapest thing for backward
-(ReLU, sigmoid, tanh, softmax: the output; dropout: the boolean mask). Elementwise passes run
-either the compiled ``fastconv._ext.activations`` kernel or NumPy, whichever was faster on
-(64, 64, 32, 32) float32 (measured numbers in ``_KERNEL_WINS``'s comment): NumPy is kept where
-it is already at memory bandwidth or has SIMD transcendental functions.
+(ReLU, sigmoid, tanh, softmax, log-softmax: the output; leaky ReLU and ELU: the output when its
+sign is the input's, else the input; PReLU: the input, needed for the weight gradient;
+dropout: the boolean mask). Elementwise passes run the compiled ``fastconv._ext.activations``
+kernel or NumPy, whichever was faster (measured table below): NumPy keeps the
+transcendentals, which it vectorises.
 """
 import numbers
 
@@ -18,28 +19,17 @@ from ._args import check_float, check_same_dtype, data_of, kernel_ready
 __all__ = ["relu", "leaky_relu", "elu", "prelu", "sigmoid", "tanh", "softmax", "log_softmax",
            "dropout"]
 
-# Passes where the kernel beat NumPy (GB/s of bytes read + written, (64, 64, 32, 32) float32,
-# best of 15, at 1 / 2 threads; see the report in the commit that added this module):
-# ``False`` = NumPy is used. A pass marked "threads" uses the kernel only with > 1 thread.
-_KERNEL_WINS = {
-    "relu": "threads",
-    "relu_backward": True,
-    "leaky_relu": True,
-    "leaky_relu_backward": True,
-    "elu": True,
-    "elu_backward": True,
-    "prelu": True,
-    "prelu_backward": True,
-    "sigmoid": True,
-    "sigmoid_backward": True,
-    "tanh": False,
-    "tanh_backward": True,
-}
-
-
-def _use_kernel(name):
-    rule = _KERNEL_WINS[name]
-    return rule is True or (rule == "threads" and get_num_threads() > 1)
+# Kernel or NumPy, per pass: measured on (64, 64, 32, 32) float32, GB/s of bytes read and
+# written, best of 40, on 2 shared cores (load from other jobs: the 2-thread column is noisy).
+#   pass            NumPy                          kernel 1T   kernel 2T
+#   relu            np.maximum(x, 0, out)   7.9    11.1        up to 22
+#   relu backward   gy * (y > 0)            7.4    11.5        up to 22
+#   leaky_relu      np.where                0.9    10.2        up to 18
+#   sigmoid bwd     gy * y * (1 - y)        2.5     9.2        up to 18
+#   tanh bwd        gy * (1 - y * y)        2.7     9.6        up to 17
+#   tanh            np.tanh (SIMD)          8.6    -- (a libm call per element is ~10x slower)
+# So every pass uses the kernel except tanh's forward, and ELU's and sigmoid's forward take
+# NumPy's SIMD expm1/exp and finish in the kernel (np.where mispredicts on random signs).
 
 
 def _elementwise(name, *arrays, args=()):
@@ -55,19 +45,14 @@ def _elementwise(name, *arrays, args=()):
 class _ReLU(Function):
     @staticmethod
     def forward(ctx, x):
-        if _use_kernel("relu"):
-            y = _elementwise("relu_forward", x)
-        else:
-            y = np.maximum(x, 0)        # NaN-propagating, like the kernel
+        y = _elementwise("relu_forward", x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):
         (y,) = ctx.saved_tensors
-        if _use_kernel("relu_backward"):
-            return _elementwise("relu_backward", grad_out.astype(y.dtype, copy=False), y)
-        return np.where(y <= 0, 0, grad_out).astype(y.dtype, copy=False)
+        return _elementwise("relu_backward", grad_out.astype(y.dtype, copy=False), y)
 
 
 class _LeakyReLU(Function):
@@ -87,11 +72,24 @@ class _LeakyReLU(Function):
                             args=(ctx.slope,))
 
 
+def _expm1_neg(x):
+    """expm1(min(x, 0)) with NumPy's SIMD expm1 (NaN propagates)."""
+    t = np.minimum(x, 0)
+    return np.expm1(t, out=t)
+
+
+def _exp_neg_abs(x):
+    """exp(-|x|) with NumPy's SIMD exp: in (0, 1], never overflows."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    return np.exp(e, out=e)
+
+
 class _ELU(Function):
     @staticmethod
     def forward(ctx, x, alpha):
         x = kernel_ready(x)
-        y = _elementwise("elu_forward", x, args=(alpha,))
+        y = _elementwise("elu_forward", x, _expm1_neg(x), args=(alpha,))
         ctx.from_output = alpha >= 0     # alpha * exp(x) = y + alpha, and x <= 0 iff y <= 0
         ctx.save_for_backward(y if ctx.from_output else x)
         ctx.alpha = alpha
@@ -141,7 +139,7 @@ class _PReLU(Function):
 class _Sigmoid(Function):
     @staticmethod
     def forward(ctx, x):
-        y = _elementwise("sigmoid_forward", x)
+        y = _elementwise("sigmoid_forward", x, _exp_neg_abs(x))
         ctx.save_for_backward(y)
         return y
 

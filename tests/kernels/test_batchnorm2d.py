@@ -4,7 +4,7 @@ bit-identity, NaN propagation."""
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from fctest import assert_close
 from fastconv._ext import batchnorm2d as k
 from fastconv.reference import batchnorm as ref
 

@@ -6,7 +6,7 @@ every pass runs with 1 and 2 threads, which must agree bit for bit."""
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from fctest import assert_close
 from fastconv._ext import conv2d_depthwise as k
 from fastconv._ext import conv2d_direct
 from fastconv.reference import (conv2d, conv2d_backward_input, conv2d_backward_weight,

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from fctest import assert_close
 from fastconv._ext import conv2d_direct as k
 from fastconv.reference import (conv2d, conv2d_backward_input, conv2d_backward_weight,
                                 conv_transpose2d)

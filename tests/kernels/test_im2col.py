@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from fctest import assert_close
 from fastconv._ext import im2col as k
 from fastconv.reference import conv2d
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from fctest import assert_close
 from fastconv._ext import upsample as K
 from fastconv.reference import upsample as ref
 

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import numpy as np
 
 import fastconv as fc
-from conftest import assert_close
+from fctest import assert_close
 
 TOL = 1e-10
 

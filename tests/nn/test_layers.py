@@ -8,7 +8,7 @@ import pytest
 
 import fastconv as fc
 from fastconv import nn
-from conftest import assert_close
+from fctest import assert_close
 
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from conftest import assert_close
+from fctest import assert_close
 from fastconv.functional import activation as A
 from fastconv.reference import activations as ref
 

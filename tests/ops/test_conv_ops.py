@@ -8,7 +8,7 @@ import pytest
 
 import fastconv as fc
 import fastconv.functional as F
-from conftest import assert_close
+from fctest import assert_close
 from fastconv import reference as ref
 from fastconv.functional._dispatch import SPECIALISED, ConvParams
 

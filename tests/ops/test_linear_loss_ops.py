@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from conftest import assert_close
+from fctest import assert_close
 from fastconv.functional.linear import linear
 from fastconv.functional.loss import cross_entropy, l1_loss, mse_loss, nll_loss
 from fastconv.reference import linear as ref_linear

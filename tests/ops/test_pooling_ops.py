@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from conftest import assert_close
+from fctest import assert_close
 from fastconv.functional import pooling as P
 from fastconv.reference import pool as ref
 

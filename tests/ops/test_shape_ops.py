@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from conftest import assert_close
+from fctest import assert_close
 from fastconv.functional.linear import add, cat, flatten
 from fastconv.reference import linear as ref
 

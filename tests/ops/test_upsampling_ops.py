@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from conftest import assert_close
+from fctest import assert_close
 from fastconv.functional.upsampling import interpolate, pixel_shuffle, pixel_unshuffle
 from fastconv.reference import upsample as ref
 

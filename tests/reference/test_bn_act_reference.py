@@ -3,7 +3,7 @@ central differences) and, when installed, against PyTorch."""
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from fctest import assert_close
 from fastconv.reference import activations as ref_act
 from fastconv.reference import batchnorm as ref_bn
 

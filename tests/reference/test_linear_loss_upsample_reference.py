@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from fctest import assert_close
 from fastconv.reference import linear as L
 from fastconv.reference import loss as LS
 from fastconv.reference import upsample as U

@@ -1,0 +1,207 @@
+"""Ops suite: pooling, BatchNorm and ReLU, forward and backward, in GB/s.
+
+GB/s counts the bytes an op must read and write (inputs, outputs, saved indices) over its
+time: the memory-bound figure of merit for these layers. Forward is the public op under
+``no_grad``; backward is the recorded node's backward (what ``Tensor.backward`` runs).
+Baselines: the NumPy reference, and PyTorch when installed (forward under ``no_grad``,
+backward through ``torch.autograd.grad`` on a retained graph).
+"""
+import numpy as np
+
+import fastconv as fc
+import fastconv.functional as F
+from fastconv.reference import activations as ref_act
+from fastconv.reference import batchnorm as ref_bn
+from fastconv.reference import pool as ref_pool
+
+from ._timing import median_ms, try_import_torch
+
+F32 = 4
+
+
+class Op:
+    """One table row: fastconv, reference and torch callables plus the bytes they move."""
+
+    def __init__(self, name, shape, seed=0):
+        self.name, self.shape = name, shape
+        rng = np.random.default_rng(seed)
+        self.x = rng.standard_normal(shape).astype(np.float32)
+        y = self.fc(self.x)
+        self.out_shape = y.shape
+        self.gy = rng.standard_normal(self.out_shape).astype(np.float32)
+
+    def fc_forward(self):
+        return lambda: self.fc(self.x)
+
+    def fc_backward(self):
+        xt = fc.Tensor(self.x, requires_grad=True)
+        node = self._fc_graph(xt).grad_fn
+        return lambda: node.function.backward(node.ctx, self.gy)
+
+    def _fc_graph(self, xt):
+        return self.fc(xt)
+
+    def torch_fns(self, torch):
+        x = torch.from_numpy(self.x)
+        gy = torch.from_numpy(self.gy)
+        xg = x.clone().requires_grad_(True)
+        y = self.torch(torch, xg)
+
+        def fwd():
+            with torch.no_grad():
+                self.torch(torch, x)
+
+        def bwd():
+            torch.autograd.grad(y, xg, gy, retain_graph=True)
+        return fwd, bwd
+
+    def bytes(self):
+        n_in, n_out = self.x.size * F32, int(np.prod(self.out_shape)) * F32
+        return n_in + n_out, n_in + n_out  # forward, backward (read gy, write gx)
+
+
+class MaxPool(Op):
+    def __init__(self, name, shape, k, s, p):
+        self.k, self.s, self.p = k, s, p
+        super().__init__(name, shape)
+
+    def fc(self, x):
+        return F.max_pool2d(x, self.k, self.s, self.p)
+
+    def ref_fns(self):
+        y, idx = ref_pool.max_pool2d(self.x, self.k, self.s, self.p)
+        return (lambda: ref_pool.max_pool2d(self.x, self.k, self.s, self.p),
+                lambda: ref_pool.max_pool2d_backward(self.gy, idx, self.x.shape))
+
+    def torch(self, torch, x):
+        return torch.nn.functional.max_pool2d(x, self.k, self.s, self.p)
+
+    def bytes(self):
+        fwd, bwd = super().bytes()
+        idx = int(np.prod(self.out_shape)) * 8
+        return fwd + idx, bwd + idx
+
+
+class AvgPool(Op):
+    def __init__(self, name, shape, k, s):
+        self.k, self.s = k, s
+        super().__init__(name, shape)
+
+    def fc(self, x):
+        return F.avg_pool2d(x, self.k, self.s)
+
+    def ref_fns(self):
+        return (lambda: ref_pool.avg_pool2d(self.x, self.k, self.s),
+                lambda: ref_pool.avg_pool2d_backward(self.gy, self.x.shape, self.k, self.s))
+
+    def torch(self, torch, x):
+        return torch.nn.functional.avg_pool2d(x, self.k, self.s)
+
+
+class GlobalAvgPool(Op):
+    def fc(self, x):
+        return F.adaptive_avg_pool2d(x, (1, 1))
+
+    def ref_fns(self):
+        return (lambda: ref_pool.adaptive_avg_pool2d(self.x, (1, 1)),
+                lambda: ref_pool.adaptive_avg_pool2d_backward(self.gy, self.x.shape))
+
+    def torch(self, torch, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, (1, 1))
+
+
+class BatchNormTrain(Op):
+    def __init__(self, name, shape):
+        c = shape[1]
+        self.w = np.ones(c, np.float32)
+        self.b = np.zeros(c, np.float32)
+        self.rm, self.rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+        super().__init__(name, shape)
+
+    def fc(self, x):
+        return F.batch_norm(x, self.rm, self.rv, self.w, self.b, training=True)
+
+    def _fc_graph(self, xt):
+        w, b = fc.Tensor(self.w, requires_grad=True), fc.Tensor(self.b, requires_grad=True)
+        return F.batch_norm(xt, self.rm, self.rv, w, b, training=True)
+
+    def ref_fns(self):
+        return (lambda: ref_bn.batch_norm_train(self.x, self.w, self.b),
+                lambda: ref_bn.batch_norm_backward(self.gy, self.x, self.w))
+
+    def torch(self, torch, x):
+        w, b = torch.from_numpy(self.w), torch.from_numpy(self.b)
+        rm, rv = torch.from_numpy(self.rm.copy()), torch.from_numpy(self.rv.copy())
+        return torch.nn.functional.batch_norm(x, rm, rv, w, b, training=True)
+
+    def bytes(self):
+        n = self.x.size * F32
+        return 2 * n, 3 * n  # forward: read x, write y; backward: read gy and x, write gx
+
+
+class ReLU(Op):
+    def fc(self, x):
+        return F.relu(x)
+
+    def ref_fns(self):
+        return (lambda: ref_act.relu(self.x),
+                lambda: ref_act.relu_backward(self.gy, self.x))
+
+    def torch(self, torch, x):
+        return torch.relu(x)
+
+
+def cases():
+    return [
+        MaxPool("maxpool2x2_s2", (32, 64, 32, 32), 2, 2, 0),
+        MaxPool("maxpool3x3_s2_p1", (32, 64, 112, 112), 3, 2, 1),
+        AvgPool("avgpool2x2_s2", (32, 64, 32, 32), 2, 2),
+        GlobalAvgPool("global_avgpool", (32, 256, 8, 8)),
+        BatchNormTrain("batchnorm_train", (64, 64, 32, 32)),
+        ReLU("relu", (64, 64, 32, 32)),
+    ]
+
+
+def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=True,
+        out=print):
+    """Time every op; return row dicts and print a table through ``out``."""
+    if threads is not None:
+        fc.set_num_threads(threads)
+    threads = fc.get_num_threads()
+    torch = try_import_torch() if with_torch else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    header = (f"{'op':18s} {'pass':4s} {'ms':>8s} {'GB/s':>7s} {'numpy ms':>9s} "
+              f"{'x numpy':>8s} {'torch ms':>9s} {'x torch':>8s}")
+    out(f"ops suite, float32, {threads} thread(s); 'x numpy'/'x torch' = their time / ours")
+    out(header)
+    out("-" * len(header))
+    rows = []
+    for op in cases():
+        if layers and op.name not in layers:
+            continue
+        nbytes = op.bytes()
+        with fc.no_grad():
+            ours = [median_ms(op.fc_forward(), repeat)]
+        ours.append(median_ms(op.fc_backward(), repeat))
+        base = {}
+        if with_reference:
+            base["numpy"] = [median_ms(f, min(repeat, 3), budget_s=10) for f in op.ref_fns()]
+        if torch is not None:
+            base["torch"] = [median_ms(f, repeat) for f in op.torch_fns(torch)]
+        for i, pass_name in enumerate(("fwd", "bwd")):
+            row = {"op": op.name, "shape": op.shape, "pass": pass_name, "ms": ours[i],
+                   "gbps": nbytes[i] / ours[i] / 1e6, "threads": threads}
+            for lib, t in base.items():
+                row[f"{lib}_ms"] = t[i]
+                row[f"speedup_vs_{lib}"] = t[i] / ours[i]
+            rows.append(row)
+            cells = []
+            for lib in ("numpy", "torch"):
+                if lib in base:
+                    cells.append(f"{row[lib + '_ms']:9.2f} {row['speedup_vs_' + lib]:8.1f}")
+                else:
+                    cells.append(f"{'-':>9s} {'-':>8s}")
+            out(f"{op.name:18s} {pass_name:4s} {ours[i]:8.3f} {row['gbps']:7.1f} "
+                f"{cells[0]} {cells[1]}")
+    return rows

@@ -20,6 +20,11 @@ usual x * a + (b - mean * a) does, by cancellation).
 Backward: one pass per channel for sum(gy) and sum(gy * (x - mean)) (products in the data
 type, sums in double), a second for the input gradient.
 
+For float32 the full RUN blocks of the three reductions run in AVX-512 or AVX2, picked at run
+time (``src/_bn_simd.h``), with the same operations in the same order: the same bits as the
+loops here. The by-channel passes prefetch the start of the next plane (planes of a channel
+lie C*L values apart, a stride the hardware prefetchers do not follow across pages).
+
 Level of parallelism: one OpenMP ``prange`` at a time, never nested. With many channels
 (C >= CHANNELS_PER_THREAD * n_threads) a thread owns whole channels: its statistics, its
 running-stat entries and its output planes, so writes are disjoint and a channel's data stay in
@@ -33,6 +38,24 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
+
+# Float32 SIMD (AVX-512 / AVX2, run-time dispatch) for the full RUN blocks of the reductions:
+# same operations in the same order as the Cython loops below, so results are bit-identical
+# on every path (contract in the header).
+cdef extern from "_bn_simd.h":
+    bint fc_bn_sum_runs(const float* x, Py_ssize_t nr, double* acc) noexcept nogil
+    bint fc_bn_centred_runs(const float* x, Py_ssize_t nr, float m, double* acc,
+                            double* acc2) noexcept nogil
+    bint fc_bn_grad_runs(const float* gy, const float* x, Py_ssize_t nr, float m_hi,
+                         float m_lo, double* acc, double* acc2) noexcept nogil
+    const char* fc_bn_active_target() noexcept nogil
+    void fc_prefetch(const void* p, Py_ssize_t nbytes) noexcept nogil
+
+
+def simd_target():
+    """The code path of the float32 reductions: avx512f, avx2 or generic (a lower one can be
+    forced with FASTCONV_BN_TARGET, read once per process)."""
+    return fc_bn_active_target().decode()
 
 
 cdef enum:
@@ -73,10 +96,13 @@ cdef double _sum(const floating* x, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t W = _lanes(<floating>0)
     cdef Py_ssize_t i, j, k, l, nr = n - n % RUN, nv = n - n % W
     cdef double total = 0
+    cdef bint simd = False
     for l in range(LANES):
         acc[l] = 0
         part[l] = 0
-    for i in range(0, nr, 128):
+    if floating is float:
+        simd = fc_bn_sum_runs(x, nr, acc)
+    for i in range(0, 0 if simd else nr, 128):
         for l in range(W):
             part[l] = 0
         for k in range(RUN // W):
@@ -109,12 +135,15 @@ cdef void _centred_sums(const floating* x, Py_ssize_t n, floating m, double* sum
     cdef Py_ssize_t i, j, k, l, nr = n - n % RUN, nv = n - n % W
     cdef floating d
     cdef double sd = 0, sdd = 0
+    cdef bint simd = False
     for l in range(LANES):
         acc[l] = 0
         acc2[l] = 0
         part[l] = 0
         part2[l] = 0
-    for i in range(0, nr, 128):
+    if floating is float:
+        simd = fc_bn_centred_runs(x, nr, m, acc, acc2)
+    for i in range(0, 0 if simd else nr, 128):
         for l in range(W):
             part[l] = 0
             part2[l] = 0
@@ -224,12 +253,15 @@ cdef void _plane_grad_sums(const floating* gy, const floating* x, Py_ssize_t L, 
     cdef Py_ssize_t W = _lanes(<floating>0)
     cdef Py_ssize_t i, j, k, l, nr = L - L % RUN, nv = L - L % W
     cdef double sg = 0, sd = 0
+    cdef bint simd = False
     for l in range(LANES):
         acc[l] = 0
         acc2[l] = 0
         part[l] = 0
         part2[l] = 0
-    for i in range(0, nr, 128):
+    if floating is float:
+        simd = fc_bn_grad_runs(gy, x, nr, m_hi, m_lo, acc, acc2)
+    for i in range(0, 0 if simd else nr, 128):
         for l in range(W):
             part[l] = 0
             part2[l] = 0
@@ -297,6 +329,8 @@ cdef void _channel_forward(const floating* xp, floating* yp, Py_ssize_t N, Py_ss
     st.mean = 0
     st.m2 = 0
     for n in range(N):
+        if n + 1 < N:
+            fc_prefetch(xp + ((n + 1) * C + c) * L, L * sizeof(floating))
         _plane_stats(xp + (n * C + c) * L, L, &pst)
         _merge(&st, &pst)
     _finish_channel(&st, c, eps, momentum, save_mean, save_invstd, rm, rv)
@@ -436,6 +470,9 @@ cdef void _channel_backward(const GradArgs* g, const floating* gyp, const floati
     if g.want_sums:
         for n in range(g.N):
             off = (n * g.C + c) * g.L
+            if n + 1 < g.N:
+                fc_prefetch(gyp + off + g.C * g.L, g.L * sizeof(floating))
+                fc_prefetch(xp + off + g.C * g.L, g.L * sizeof(floating))
             _plane_grad_sums(gyp + off, xp + off, g.L, mean, &psg, &psd)
             sg += psg
             sd += psd

@@ -6,23 +6,29 @@ and the two gradients are the transposed products
     gcols = W_g^T @ gy[n, g]  then col2im into gx[n, g];    gW_g += gy[n, g] @ cols^T.
 A 1x1 stride-1 unpadded convolution needs no column matrix: cols is the image itself.
 
+forward and backward_weight never build cols: they call the GEMM's implicit-im2col entry
+point (gemm.h, fc_?gemm_im2col), which packs B's cache blocks straight from the image. The
+column matrix (2.4 MB per 64-channel 32x32 image, larger than L2) is then neither written nor
+read back, and the packed values, hence the results, are those of im2col + gemm.
+
 Level of parallelism: ONE per pass, never nested. forward and backward_input run the batch in
 parallel (each image's output belongs to one thread, which runs a single-threaded GEMM) when
-there are at least as many images as threads; otherwise images run in turn and the column
-fill, the GEMM (over output tiles) and col2im (over channels) are parallel. backward_weight
-runs images in turn, accumulating into one gW with a GEMM parallel over gW's tiles. Since the
-GEMM reduces every element in the same order for any thread count, and row tiles do not depend
-on it either, all three passes give bit-identical results for any n_threads.
+there are at least as many images as threads; otherwise images run in turn and the GEMM (over
+output tiles, each thread packing its own panels) and col2im (over channels) are parallel.
+backward_weight runs images in turn, accumulating into one gW with a GEMM parallel over gW's
+tiles. Since the GEMM reduces every element in the same order for any thread count, all three
+passes give bit-identical results for any n_threads.
 
-Memory: the column matrix lives in a per-thread, grow-only scratch buffer (scratch.h), and the
-output rows are processed in blocks so it never exceeds COLS_BUDGET bytes per thread.
+Memory: backward_input's column matrix lives in a per-thread, grow-only scratch buffer
+(scratch.h), and the output rows are processed in blocks so it never exceeds COLS_BUDGET bytes
+per thread.
 """
 from cython.parallel cimport prange
 from cython cimport floating
 from libc.string cimport memset
 
-from gemm_api cimport gemm
-from _im2col cimport im2col_rows, col2im_channels
+from gemm_api cimport gemm, gemm_im2col, fc_im2col_t
+from _im2col cimport col2im_channels
 from scratch cimport fc_scratch
 
 # Column workspace per thread: 16 MiB (float32: 4M entries) keeps the GEMM's B operand large
@@ -35,7 +41,8 @@ cdef struct Geometry:
     int kh, kw, sh, sw, ph, pw, dh, dw, groups
     Py_ssize_t cin_g, cout_g, K, P
     bint direct_cols      # 1x1, stride 1, no padding: the image itself is the column matrix
-    Py_ssize_t rows       # output rows per block
+    Py_ssize_t rows       # output rows per block of backward_input's column matrix
+    fc_im2col_t cols      # one group of one image as the GEMM's implicit B operand
 
 
 cdef Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssize_t W,
@@ -50,6 +57,9 @@ cdef Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssiz
     g.K = g.cin_g * kh * kw
     g.P = OH * OW
     g.direct_cols = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    g.cols.C, g.cols.H, g.cols.W, g.cols.OW, g.cols.oh0 = g.cin_g, H, W, OW, 0
+    g.cols.kh, g.cols.kw, g.cols.sh, g.cols.sw = kh, kw, sh, sw
+    g.cols.ph, g.cols.pw, g.cols.dh, g.cols.dw = ph, pw, dh, dw
     g.rows = OH
     if not g.direct_cols and g.K * OW > 0:
         g.rows = <Py_ssize_t>(COLS_BUDGET // (<size_t>g.K * OW * itemsize))
@@ -72,35 +82,21 @@ cdef inline void add_bias(floating *y, const floating *bias, Py_ssize_t nco,
 
 cdef int forward_image(const floating *x, const floating *w, const floating *bias,
                        floating *y, Geometry *g, int n_threads) noexcept nogil:
-    """out[n] for one image; n_threads > 1 parallelises the column fill and the GEMM."""
-    cdef Py_ssize_t grp, oh0, oh1, ncol, r
-    cdef floating *cols = NULL
-    cdef floating *yb
-    if not g.direct_cols:
-        cols = <floating *>fc_scratch(0, <size_t>g.K * g.rows * g.OW * sizeof(floating))
-        if cols == NULL:
-            return -1
+    """out[n] for one image; n_threads > 1 parallelises the GEMM over output tiles. The
+    column matrix is never built: the GEMM packs its panels straight from the image."""
+    cdef Py_ssize_t grp
+    cdef const floating *xg
+    cdef const floating *wg
+    cdef floating *yg
     for grp in range(g.groups):
-        oh0 = 0
-        while oh0 < g.OH:
-            oh1 = min(oh0 + g.rows, g.OH)
-            ncol = (oh1 - oh0) * g.OW
-            yb = y + grp * g.cout_g * g.P + oh0 * g.OW
-            if g.direct_cols:
-                gemm(False, False, g.cout_g, ncol, g.K, 1, w + grp * g.cout_g * g.K, g.K,
-                     x + grp * g.cin_g * g.H * g.W + oh0 * g.OW, g.P, 0, yb, g.P, n_threads)
-            else:
-                if n_threads > 1:
-                    for r in prange(g.K, num_threads=n_threads, schedule="static"):
-                        im2col_rows(x + grp * g.cin_g * g.H * g.W, g.H, g.W, g.kh, g.kw,
-                                    g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.OW, oh0, oh1,
-                                    r, r + 1, cols)
-                else:
-                    im2col_rows(x + grp * g.cin_g * g.H * g.W, g.H, g.W, g.kh, g.kw, g.sh,
-                                g.sw, g.ph, g.pw, g.dh, g.dw, g.OW, oh0, oh1, 0, g.K, cols)
-                gemm(False, False, g.cout_g, ncol, g.K, 1, w + grp * g.cout_g * g.K, g.K,
-                     cols, ncol, 0, yb, g.P, n_threads)
-            oh0 = oh1
+        xg = x + grp * g.cin_g * g.H * g.W
+        wg = w + grp * g.cout_g * g.K
+        yg = y + grp * g.cout_g * g.P
+        if g.direct_cols:
+            gemm(False, False, g.cout_g, g.P, g.K, 1, wg, g.K, xg, g.P, 0, yg, g.P, n_threads)
+        elif gemm_im2col(False, False, g.cout_g, g.P, g.K, 1, wg, g.K, xg, &g.cols, 0, yg, g.P,
+                         n_threads) != 0:
+            return -1
     if bias != NULL:
         add_bias(y, bias, g.C_out, g.P)
     return 0
@@ -223,15 +219,17 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
                     int groups, int n_threads):
     """grad_weight = sum over images of gy[n] @ cols(x[n])^T, images in order. Parallel over
-    grad_weight's GEMM tiles (disjoint writes) and over the rows of the column matrix."""
+    grad_weight's GEMM tiles (disjoint writes); each thread packs its own tiles' columns
+    straight from the image."""
     cdef Geometry g = make_geometry(x.shape[0], x.shape[1], x.shape[2], x.shape[3],
                                     grad_out.shape[1], grad_out.shape[2], grad_out.shape[3],
                                     grad_weight.shape[2], grad_weight.shape[3], stride_h,
                                     stride_w, pad_h, pad_w, dil_h, dil_w, groups,
                                     sizeof(floating))
-    cdef Py_ssize_t n, grp, oh0, oh1, ncol, r
-    cdef floating *cols = NULL
+    cdef Py_ssize_t n, grp
+    cdef int failed = 0
     cdef const floating *xg
+    cdef const floating *gyg
     cdef floating *gw = &grad_weight[0, 0, 0, 0]
     cdef floating beta
     if g.C_out == 0 or g.K == 0:
@@ -240,34 +238,19 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
         grad_weight[...] = 0
         return
     with nogil:
-        if not g.direct_cols:
-            cols = <floating *>fc_scratch(0, <size_t>g.K * g.rows * g.OW * sizeof(floating))
-        if g.direct_cols or cols != NULL:
-            for n in range(g.N):
-                for grp in range(g.groups):
-                    xg = &x[n, grp * g.cin_g, 0, 0]
-                    oh0 = 0
-                    while oh0 < g.OH:
-                        oh1 = min(oh0 + g.rows, g.OH)
-                        ncol = (oh1 - oh0) * g.OW
-                        beta = 0 if (n == 0 and oh0 == 0) else 1
-                        if g.direct_cols:
-                            gemm(False, True, g.cout_g, g.K, ncol, 1,
-                                 &grad_out[n, grp * g.cout_g, 0, 0] + oh0 * g.OW, g.P,
-                                 xg + oh0 * g.OW, g.P, beta, gw + grp * g.cout_g * g.K, g.K,
-                                 n_threads)
-                        else:
-                            if n_threads > 1:
-                                for r in prange(g.K, num_threads=n_threads, schedule="static"):
-                                    im2col_rows(xg, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph,
-                                                g.pw, g.dh, g.dw, g.OW, oh0, oh1, r, r + 1,
-                                                cols)
-                            else:
-                                im2col_rows(xg, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw,
-                                            g.dh, g.dw, g.OW, oh0, oh1, 0, g.K, cols)
-                            gemm(False, True, g.cout_g, g.K, ncol, 1,
-                                 &grad_out[n, grp * g.cout_g, 0, 0] + oh0 * g.OW, g.P,
-                                 cols, ncol, beta, gw + grp * g.cout_g * g.K, g.K, n_threads)
-                        oh0 = oh1
-    if not g.direct_cols and cols == NULL:
+        for n in range(g.N):
+            beta = 0 if n == 0 else 1
+            for grp in range(g.groups):
+                xg = &x[n, grp * g.cin_g, 0, 0]
+                gyg = &grad_out[n, grp * g.cout_g, 0, 0]
+                if g.direct_cols:
+                    gemm(False, True, g.cout_g, g.K, g.P, 1, gyg, g.P, xg, g.P, beta,
+                         gw + grp * g.cout_g * g.K, g.K, n_threads)
+                elif gemm_im2col(False, True, g.cout_g, g.K, g.P, 1, gyg, g.P, xg, &g.cols,
+                                 beta, gw + grp * g.cout_g * g.K, g.K, n_threads) != 0:
+                    failed = 1
+                    break
+            if failed:
+                break
+    if failed:
         raise MemoryError("conv2d_im2col.backward_weight: cannot allocate the column workspace")

@@ -93,11 +93,11 @@ const char *fc_gemm_compiled_targets(void)
 const char *fc_gemm_active_target(void) { return fc_target_names[fc_target()]; }
 
 /* ------------------------------------------------------------------------------------------
- * Thread-local packing buffers (0: A, 1: B), 64-byte aligned, grown and never shrunk: no
+ * Thread-local packing buffers (0: A, 1: B, 2: implicit-im2col rows), 64-byte aligned, grown and never shrunk: no
  * allocation or first-touch cost in steady state. OpenMP worker threads persist, so do these.
  * ------------------------------------------------------------------------------------------ */
-static FC_TLS void *fc_buf[2];
-static FC_TLS size_t fc_buf_cap[2];
+static FC_TLS void *fc_buf[3];
+static FC_TLS size_t fc_buf_cap[3];
 
 static void *fc_aligned_alloc(size_t bytes)
 {
@@ -343,12 +343,26 @@ void fc_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc, int n_threads)
 {
-    gemm_s(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, n_threads);
+    gemm_s(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, n_threads);
 }
 
 void fc_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
               const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
               double *C, int64_t ldc, int n_threads)
 {
-    gemm_d(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, n_threads);
+    gemm_d(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, n_threads);
+}
+
+int fc_sgemm_im2col(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *x, const fc_im2col_t *geo,
+                    float beta, float *C, int64_t ldc, int n_threads)
+{
+    return gemm_s(trans_a, trans_b, M, N, K, alpha, A, lda, x, 0, geo, beta, C, ldc, n_threads);
+}
+
+int fc_dgemm_im2col(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                    const double *A, int64_t lda, const double *x, const fc_im2col_t *geo,
+                    double beta, double *C, int64_t ldc, int n_threads)
+{
+    return gemm_d(trans_a, trans_b, M, N, K, alpha, A, lda, x, 0, geo, beta, C, ldc, n_threads);
 }

@@ -23,6 +23,25 @@ void fc_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double 
               const double *A, int64_t lda, const double *B, int64_t ldb, double beta,
               double *C, int64_t ldc, int n_threads);
 
+/* The column matrix of one image, for a GEMM whose B operand is never materialised. With x
+ * the image (C, H, W), B is the (C*kh*kw) x (rows*OW) im2col matrix of output rows oh0 on:
+ *     B[(c*kh + i)*kw + j, q] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]  (0 outside x),
+ *     oh = oh0 + q / OW, ow = q % OW.
+ * fc_?gemm_im2col(..., x, geo, ...) computes exactly what fc_?gemm computes on that explicit
+ * matrix (op(B) = B, or B^T when trans_b), packing B's panels straight from x. Returns 0, or
+ * -1 when a packing buffer cannot be allocated (C is then unspecified). */
+typedef struct {
+    int64_t C, H, W, OW, oh0;
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+} fc_im2col_t;
+
+int fc_sgemm_im2col(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *x, const fc_im2col_t *geo,
+                    float beta, float *C, int64_t ldc, int n_threads);
+int fc_dgemm_im2col(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                    const double *A, int64_t lda, const double *x, const fc_im2col_t *geo,
+                    double beta, double *C, int64_t ldc, int n_threads);
+
 /* Comma-separated code paths compiled in, best first, e.g. "avx512f,avx2,generic". */
 const char *fc_gemm_compiled_targets(void);
 /* The code path this CPU runs ("avx512f", "avx2" or "generic"). */

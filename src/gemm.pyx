@@ -7,7 +7,8 @@ Level of parallelism: the C GEMM's own single OpenMP region over disjoint output
 from cython cimport floating
 from libc.stdint cimport int64_t
 
-from gemm_api cimport gemm as _gemm, fc_gemm_active_target, fc_gemm_compiled_targets
+from gemm_api cimport (gemm as _gemm, gemm_im2col as _gemm_im2col, fc_im2col_t,
+                      fc_gemm_active_target, fc_gemm_compiled_targets)
 
 
 cdef int64_t _leading_dim(const floating[:, :] x, str name) except -1:
@@ -50,6 +51,39 @@ def gemm(const floating[:, :] a, const floating[:, :] b, floating[:, :] c, bint 
     with nogil:
         _gemm(trans_a, trans_b, M, N, K, <floating>alpha, pa, lda, pb, ldb, <floating>beta,
               pc, ldc, n_threads)
+
+
+def gemm_im2col(const floating[:, :] a, const floating[:, :, ::1] x, floating[:, :] c,
+                int kh, int kw, int stride_h, int stride_w, int pad_h, int pad_w, int dil_h,
+                int dil_w, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t oh0=0, bint trans_a=False,
+                bint trans_b=False, double alpha=1.0, double beta=0.0, int n_threads=1):
+    """c = alpha * op(a) @ op(cols) + beta * c, cols the im2col matrix of the image x (C, H, W)
+    for output rows [oh0, OH) (C*kh*kw x (OH - oh0)*OW), packed straight from x: the C
+    GEMM's implicit-im2col entry point, bit-identical to gemm on the explicit matrix.
+    a # IN, x # IN, c # OUT (not read when beta == 0)."""
+    cdef fc_im2col_t geo
+    cdef int64_t rows = x.shape[0] * kh * kw, cols = (OH - oh0) * OW
+    cdef int64_t M = a.shape[1] if trans_a else a.shape[0]
+    cdef int64_t K = a.shape[0] if trans_a else a.shape[1]
+    cdef int64_t Kb = cols if trans_b else rows
+    cdef int64_t N = rows if trans_b else cols
+    if Kb != K or c.shape[0] != M or c.shape[1] != N:
+        raise ValueError(f"gemm_im2col: expected op(a) (M, K) @ op(cols) (K, N) -> c (M, N), "
+                         f"got op(a) {(M, K)}, op(cols) {(Kb, N)}, c {(c.shape[0], c.shape[1])}")
+    geo.C, geo.H, geo.W, geo.OW, geo.oh0 = x.shape[0], x.shape[1], x.shape[2], OW, oh0
+    geo.kh, geo.kw, geo.sh, geo.sw = kh, kw, stride_h, stride_w
+    geo.ph, geo.pw, geo.dh, geo.dw = pad_h, pad_w, dil_h, dil_w
+    cdef int64_t lda = _leading_dim(a, "a")
+    cdef int64_t ldc = _leading_dim(c, "c")
+    cdef const floating *pa = &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+    cdef const floating *px = &x[0, 0, 0] if x.size > 0 else NULL
+    cdef floating *pc = &c[0, 0] if c.shape[0] > 0 and c.shape[1] > 0 else NULL
+    cdef int rc
+    with nogil:
+        rc = _gemm_im2col(trans_a, trans_b, M, N, K, <floating>alpha, pa, lda, px, &geo,
+                          <floating>beta, pc, ldc, n_threads)
+    if rc != 0:
+        raise MemoryError("gemm_im2col: cannot allocate the packing buffers")
 
 
 def simd_targets():

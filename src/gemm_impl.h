@@ -117,16 +117,6 @@ static void FN(pack_a)(const FN(cfg_t) *g, int trans_a, const FC_T *A, int64_t l
         FN(pack_t)(A + i0 * lda + p0, lda, mc, kc, dst, g->mr);
 }
 
-/* k [p0, p0+kc) and columns [j0, j0+nc) of op(B) into NR-column micro-panels. */
-static void FN(pack_b)(const FN(cfg_t) *g, int trans_b, const FC_T *B, int64_t ldb, int64_t p0,
-                       int64_t kc, int64_t j0, int64_t nc, FC_T *dst)
-{
-    if (trans_b)
-        FN(pack_t)(B + j0 * ldb + p0, ldb, nc, kc, dst, g->nr);
-    else
-        FN(pack_n)(B + p0 * ldb + j0, ldb, nc, kc, dst, g->nr);
-}
-
 /* ------------------------------------------------------------------------------------------
  * Portable micro-kernel, 4 x 8. Edge tiles need no temporary: the loops stop at mr, nr.
  * ------------------------------------------------------------------------------------------ */
@@ -192,6 +182,10 @@ FN(body512)(const int rows, const int vecs, int64_t kc, const FC_T *restrict a,
         FC_K_STEP
 #undef FC_K_STEP
 #undef FC_STEP
+    /* Make c and ldc opaque here: otherwise GCC keeps the 12 row pointers of the prefetch
+     * above live through the k loop, parks them in zmm registers and spills a B vector to
+     * the stack on every k (~20% of the kernel's speed). */
+    __asm__("" : "+r"(c), "+r"(ldc));
     const FC_V512 va = FC_SET1_512(alpha), vb = FC_SET1_512(beta);
     if (mr == rows && nr == vecs * L) {
 #define FC_STORE(i)                                                                          \
@@ -367,6 +361,22 @@ static void FN(ukr256)(int64_t kc, const FC_T *a, const FC_T *b, FC_T *c, int64_
 }
 #endif /* FC_X86 */
 
+#include "gemm_im2col.h"
+
+/* k [p0, p0+kc) and columns [j0, j0+nc) of op(B) into NR-column micro-panels; with geo, B is
+ * the implicit column matrix of the image B (tmp: NR x kc scratch for the transposed case). */
+static void FN(pack_b)(const FN(cfg_t) *g, int trans_b, const FC_T *B, int64_t ldb,
+                       const fc_im2col_t *geo, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                       FC_T *dst, FC_T *tmp)
+{
+    if (geo)
+        FN(pack_b_im2col)(g, trans_b, B, geo, p0, kc, j0, nc, dst, tmp);
+    else if (trans_b)
+        FN(pack_t)(B + j0 * ldb + p0, ldb, nc, kc, dst, g->nr);
+    else
+        FN(pack_n)(B + p0 * ldb + j0, ldb, nc, kc, dst, g->nr);
+}
+
 static const FN(cfg_t) *FN(config)(void)
 {
     /* kc x MR of A (one micro-panel) and kc x NR of B are streamed per micro-kernel call;
@@ -388,8 +398,8 @@ static const FN(cfg_t) *FN(config)(void)
  * ------------------------------------------------------------------------------------------ */
 static int FN(gemm_rect)(const FN(cfg_t) *g, int trans_a, int trans_b, int64_t m0, int64_t m1,
                          int64_t n0, int64_t n1, int64_t K, FC_T alpha, const FC_T *A,
-                         int64_t lda, const FC_T *B, int64_t ldb, FC_T beta, FC_T *C,
-                         int64_t ldc)
+                         int64_t lda, const FC_T *B, int64_t ldb, const fc_im2col_t *geo,
+                         FC_T beta, FC_T *C, int64_t ldc)
 {
     const int MR = g->mr, NR = g->nr;
     int64_t M = m1 - m0, N = n1 - n0;
@@ -397,7 +407,8 @@ static int FN(gemm_rect)(const FN(cfg_t) *g, int trans_a, int trans_b, int64_t m
     int64_t kc_max = K < g->kc ? K : g->kc;
     FC_T *abuf = fc_buffer(0, sizeof(FC_T) * kc_max * ((mc_max + MR - 1) / MR) * MR);
     FC_T *bbuf = fc_buffer(1, sizeof(FC_T) * kc_max * ((nc_max + NR - 1) / NR) * NR);
-    if (!abuf || !bbuf)
+    FC_T *tmp = geo && trans_b ? fc_buffer(2, sizeof(FC_T) * kc_max * NR) : NULL;
+    if (!abuf || !bbuf || (geo && trans_b && !tmp))
         return -1;
     for (int64_t ic = m0; ic < m1; ic += g->mc) {
         int64_t mc = m1 - ic < g->mc ? m1 - ic : g->mc;
@@ -407,7 +418,7 @@ static int FN(gemm_rect)(const FN(cfg_t) *g, int trans_a, int trans_b, int64_t m
             FN(pack_a)(g, trans_a, A, lda, ic, mc, pc, kc, abuf);
             for (int64_t jc = n0; jc < n1; jc += g->nc) {
                 int64_t nc = n1 - jc < g->nc ? n1 - jc : g->nc;
-                FN(pack_b)(g, trans_b, B, ldb, pc, kc, jc, nc, bbuf);
+                FN(pack_b)(g, trans_b, B, ldb, geo, pc, kc, jc, nc, bbuf, tmp);
                 for (int64_t ir = 0; ir < mc; ir += MR) {
                     int mr = (int)(mc - ir < MR ? mc - ir : MR);
                     const FC_T *ap = abuf + ir * kc;
@@ -442,48 +453,54 @@ static void FN(gemm_naive)(int trans_a, int trans_b, int64_t m0, int64_t m1, int
         }
 }
 
-static void FN(gemm_part)(const FN(cfg_t) *g, int trans_a, int trans_b, int64_t m0, int64_t m1,
-                          int64_t n0, int64_t n1, int64_t K, FC_T alpha, const FC_T *A,
-                          int64_t lda, const FC_T *B, int64_t ldb, FC_T beta, FC_T *C,
-                          int64_t ldc)
+/* Returns -1 only for an implicit B (geo) whose buffers cannot be allocated. */
+static int FN(gemm_part)(const FN(cfg_t) *g, int trans_a, int trans_b, int64_t m0, int64_t m1,
+                         int64_t n0, int64_t n1, int64_t K, FC_T alpha, const FC_T *A,
+                         int64_t lda, const FC_T *B, int64_t ldb, const fc_im2col_t *geo,
+                         FC_T beta, FC_T *C, int64_t ldc)
 {
     if (m1 <= m0 || n1 <= n0)
-        return;
-    if (FN(gemm_rect)(g, trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C,
-                      ldc) != 0)
-        FN(gemm_naive)(trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C,
-                       ldc);
+        return 0;
+    if (FN(gemm_rect)(g, trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, geo, beta,
+                      C, ldc) == 0)
+        return 0;
+    if (geo)
+        return -1;
+    FN(gemm_naive)(trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return 0;
 }
 
-static void FN(gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, FC_T alpha,
-                     const FC_T *A, int64_t lda, const FC_T *B, int64_t ldb, FC_T beta,
-                     FC_T *C, int64_t ldc, int n_threads)
+static int FN(gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, FC_T alpha,
+                    const FC_T *A, int64_t lda, const FC_T *B, int64_t ldb,
+                    const fc_im2col_t *geo, FC_T beta, FC_T *C, int64_t ldc, int n_threads)
 {
     if (M <= 0 || N <= 0)
-        return;
+        return 0;
     if (K <= 0) {
         for (int64_t i = 0; i < M; ++i)
             for (int64_t j = 0; j < N; ++j)
                 C[i * ldc + j] = beta == 0 ? (FC_T)0 : beta * C[i * ldc + j];
-        return;
+        return 0;
     }
     const FN(cfg_t) *g = FN(config)();
     int nt = fc_useful_threads(n_threads, M, N, K, g->mr, g->nr);
-    if (nt <= 1) {
-        FN(gemm_part)(g, trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
+    if (nt <= 1)
+        return FN(gemm_part)(g, trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, geo,
+                             beta, C, ldc);
+    int failed = 0;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) reduction(| : failed)
     {
         /* The team may be smaller than asked (nested region, thread limit): split over the
          * threads that really run. */
         fc_rect_t r = fc_split(omp_get_thread_num(), omp_get_num_threads(), M, N, K, g->mr,
                                g->nr);
-        FN(gemm_part)(g, trans_a, trans_b, r.m0, r.m1, r.n0, r.n1, K, alpha, A, lda, B, ldb,
-                      beta, C, ldc);
+        failed |= FN(gemm_part)(g, trans_a, trans_b, r.m0, r.m1, r.n0, r.n1, K, alpha, A, lda,
+                                B, ldb, geo, beta, C, ldc);
     }
 #else
-    FN(gemm_part)(g, trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    failed = FN(gemm_part)(g, trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, geo, beta,
+                           C, ldc);
 #endif
+    return failed ? -1 : 0;
 }

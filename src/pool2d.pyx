@@ -22,10 +22,11 @@ each element is computed in an order that does not depend on the thread count: r
 bit-identical for any ``n_threads``. Nothing inside an iteration is parallel.
 
 The hot shapes get row kernels: max 2x2 and 3x3 (stride 1 or 2, dilation 1 along W) over
-the window rows inside the input, 4 windows at a time with SSE2 for float32 (see
-``fc_max_rows_f32``); average 2x2 stride 2 as one vectorised loop; the global average as a
-sum in fixed partial lanes. Borders and every other geometry go through the per-window
-loops, which check bounds.
+the window rows inside the input, for float32 16, 8 or 4 windows at a time with AVX-512,
+AVX2 or SSE2 picked at run time (``src/_pool_max.h``), which also detect NaN on the fly;
+average 2x2 stride 2 as one vectorised loop; the global average as a sum in fixed partial
+lanes. Borders and every other geometry go through the per-window loops, which check bounds
+(``src/_pool2d_helpers.pxd``).
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -33,222 +34,50 @@ from libc.stdint cimport int64_t
 from libc.string cimport memset
 from libc.math cimport INFINITY
 
-
-
-ctypedef struct Geom:
-    Py_ssize_t H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw
+from _pool2d_helpers cimport (Geom, _geom, _interior_cols, _max_elem, _fold2, _fold3,
+                              _has_nan, _avg_window, _avg_elem)
 
 
 cdef enum:
     LANES = 8   # partial sums of the global average (fixed, so the order is fixed)
 
 
-cdef inline void _geom(Geom* g, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
-                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                       Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh,
-                       Py_ssize_t dw) noexcept nogil:
-    g.H, g.W, g.OH, g.OW = H, W, OH, OW
-    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw = kh, kw, sh, sw, ph, pw, dh, dw
-
-
-cdef inline Py_ssize_t _first_tap(Py_ssize_t start, Py_ssize_t d) noexcept nogil:
-    """The first of start, start + d, start + 2d, ... that is >= 0 (PyTorch's skip)."""
-    if start < 0:
-        start += ((-start + d - 1) // d) * d
-    return start
-
-
-cdef inline void _interior_cols(const Geom* g, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """[lo, hi): the ow whose kw taps all land inside the row, i.e.
-    0 <= ow * sw - pw and ow * sw - pw + (kw - 1) * dw < W."""
-    cdef Py_ssize_t a = (g.pw + g.sw - 1) // g.sw
-    cdef Py_ssize_t last = g.W - 1 + g.pw - (g.kw - 1) * g.dw
-    cdef Py_ssize_t b = last // g.sw + 1 if last >= 0 else 0
-    lo[0] = a
-    hi[0] = b if b < g.OW else g.OW
-    if hi[0] < lo[0]:
-        hi[0] = lo[0]
-
-
 # ----------------------------------------------------------------------------- max forward
 
-cdef inline void _max_elem(const Geom* g, const floating* xp, Py_ssize_t oh, Py_ssize_t ow,
-                           floating* out, int64_t* idx) noexcept nogil:
-    """One max window with full bounds checks: PyTorch's loop, element for element."""
-    cdef Py_ssize_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw
-    cdef Py_ssize_t h1 = h0 + (g.kh - 1) * g.dh + 1, w1 = w0 + (g.kw - 1) * g.dw + 1
-    cdef Py_ssize_t ih, iw
-    cdef floating m = -INFINITY, v
-    cdef int64_t mi
-    h1 = h1 if h1 < g.H else g.H
-    w1 = w1 if w1 < g.W else g.W
-    h0 = _first_tap(h0, g.dh)
-    w0 = _first_tap(w0, g.dw)
-    mi = h0 * g.W + w0
-    ih = h0
-    while ih < h1:
-        iw = w0
-        while iw < w1:
-            v = xp[ih * g.W + iw]
-            if (v > m) | (v != v):
-                m = v
-                mi = ih * g.W + iw
-            iw += g.dw
-        ih += g.dh
-    out[0] = m
-    idx[0] = mi
-
-
-# The row kernels below run on window rows without NaN (checked by _has_nan just before use,
-# which also brings the row into cache; output rows reading a NaN take the per-window loop):
-# then "v > best or v is NaN" is just "v > best". A window is folded row by row, each row
-# left to right with strict >, so the first maximum in row-major order wins, exactly as in
-# the per-window loop. Only the window rows inside the
-# input are passed (a padded row holds -inf and never wins), so border rows use them too.
-# The tap offset k is relative to the window's first valid row and column, an int.
-
-cdef inline void _fold2(const floating* r, Py_ssize_t c, int rel, floating* m,
-                        int* k) noexcept nogil:
-    """Fold the taps r[c], r[c + 1] (offsets rel, rel + 1) of one window row into (m, k)."""
-    cdef floating h = r[c], v = r[c + 1]
-    cdef int hk = rel
-    if v > h:
-        h, hk = v, rel + 1
-    if h > m[0]:
-        m[0], k[0] = h, hk
-
-
-cdef inline void _fold3(const floating* r, Py_ssize_t c, int rel, floating* m,
-                        int* k) noexcept nogil:
-    """Fold the taps r[c], r[c + 1], r[c + 2] (offsets rel .. rel + 2) into (m, k)."""
-    cdef floating h = r[c], v = r[c + 1]
-    cdef int hk = rel
-    if v > h:
-        h, hk = v, rel + 1
-    v = r[c + 2]
-    if v > h:
-        h, hk = v, rel + 2
-    if h > m[0]:
-        m[0], k[0] = h, hk
-
-
-# SSE2 row kernel for float32 max pooling at strides 1 and 2 (2x2 and 3x3 windows).
-# With GCC's default -ftrapping-math a float comparison feeding a select stays a branch, so
-# the Cython loops are not vectorised; this does by hand what the vectoriser would: 4 windows
-# at a time (stride 2: even/odd columns split with shuffles), maxps for the value and
-# compare-and-select for the tap offset, reading only the windows' own taps. A row shorter
-# than 4 windows, or no SSE2, returns lo and the Cython loop does the row.
-cdef extern from *:
-    """
-    #if defined(__SSE2__) || defined(_M_X64)
-    #include <emmintrin.h>
-    #define FC_POOL_SSE2 1
-    static inline __m128i fc_sel_i(__m128 u, __m128i a, __m128i b) {  /* u ? a : b */
-        __m128i m = _mm_castps_si128(u);
-        return _mm_or_si128(_mm_and_si128(m, a), _mm_andnot_si128(m, b));
-    }
-    /* fold taps r[2l + j], j < kw (2 or 3), of the windows l = 0..3 of one row into (m, k);
-       rel = offset of tap 0. Reads r[0] .. r[7] (kw 2) or r[8] (kw 3). */
-    static inline void fc_fold_row_s2(const float *r, int kw, int rel, __m128 *m,
-                                      __m128i *k) {
-        __m128 a = _mm_loadu_ps(r), b = _mm_loadu_ps(r + 4), u, v;
-        __m128 h = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));     /* r[0, 2, 4, 6] */
-        __m128i hk = _mm_set1_epi32(rel);
-        v = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));            /* r[1, 3, 5, 7] */
-        u = _mm_cmpgt_ps(v, h);
-        hk = fc_sel_i(u, _mm_set1_epi32(rel + 1), hk);
-        h = _mm_max_ps(v, h);
-        if (kw == 3) {                                                 /* r[2, 4, 6, 8] */
-            v = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-            v = _mm_move_ss(v, _mm_load_ss(r + 8));                    /* r[8, 2, 4, 6] */
-            v = _mm_shuffle_ps(v, v, _MM_SHUFFLE(0, 3, 2, 1));
-            u = _mm_cmpgt_ps(v, h);
-            hk = fc_sel_i(u, _mm_set1_epi32(rel + 2), hk);
-            h = _mm_max_ps(v, h);
-        }
-        u = _mm_cmpgt_ps(h, *m);
-        *k = fc_sel_i(u, hk, *k);
-        *m = _mm_max_ps(h, *m);
-    }
-    /* the same at stride 1: windows l = 0..3 start at r[l]; reads r[0] .. r[kw + 2] */
-    static inline void fc_fold_row_s1(const float *r, int kw, int rel, __m128 *m,
-                                      __m128i *k) {
-        __m128 h = _mm_loadu_ps(r), v = _mm_loadu_ps(r + 1), u;
-        __m128i hk = _mm_set1_epi32(rel);
-        u = _mm_cmpgt_ps(v, h);
-        hk = fc_sel_i(u, _mm_set1_epi32(rel + 1), hk);
-        h = _mm_max_ps(v, h);
-        if (kw == 3) {
-            v = _mm_loadu_ps(r + 2);
-            u = _mm_cmpgt_ps(v, h);
-            hk = fc_sel_i(u, _mm_set1_epi32(rel + 2), hk);
-            h = _mm_max_ps(v, h);
-        }
-        u = _mm_cmpgt_ps(h, *m);
-        *k = fc_sel_i(u, hk, *k);
-        *m = _mm_max_ps(h, *m);
-    }
-    #else
-    #define FC_POOL_SSE2 0
-    #endif
-
-    /* Windows ow in [lo, hi) over the nr valid rows r[i] (offset rel[i] from r[0]); window
-       ow starts at column s*ow + off (s = 1 or 2), all its kw taps inside the row. Returns
-       the first ow not done: hi, or lo for fewer than 4 windows or without SSE2. */
-    static Py_ssize_t fc_max_rows_f32(const float **r, const int *rel, int nr, int kw,
-                                      int s, float *om, int64_t *oi, Py_ssize_t lo,
-                                      Py_ssize_t hi, Py_ssize_t off, Py_ssize_t base) {
-    #if FC_POOL_SSE2
-        Py_ssize_t ow = lo, c;
-        if (hi - lo < 4)
-            return lo;
-        for (;;) {
-            __m128 m = _mm_set1_ps(-INFINITY);
-            __m128i k = _mm_setzero_si128(), z = _mm_setzero_si128(), col, b;
-            int i;
-            if (ow + 4 > hi)
-                ow = hi - 4;       /* last group overlaps the previous one: same values */
-            c = s * ow + off;
-            if (s == 2) {
-                for (i = 0; i < nr; i++)
-                    fc_fold_row_s2(r[i] + c, kw, rel[i], &m, &k);
-                col = _mm_add_epi32(k, _mm_setr_epi32(0, 2, 4, 6));
-            } else {
-                for (i = 0; i < nr; i++)
-                    fc_fold_row_s1(r[i] + c, kw, rel[i], &m, &k);
-                col = _mm_add_epi32(k, _mm_setr_epi32(0, 1, 2, 3));
-            }
-            /* flat index of window ow + l: base + c + s*l + k[l] */
-            b = _mm_set1_epi64x((long long)(base + c));
-            _mm_storeu_ps(om + ow, m);
-            _mm_storeu_si128((__m128i *)(oi + ow), _mm_add_epi64(b, _mm_unpacklo_epi32(col, z)));
-            _mm_storeu_si128((__m128i *)(oi + ow + 2),
-                             _mm_add_epi64(b, _mm_unpackhi_epi32(col, z)));
-            ow += 4;
-            if (ow >= hi)
-                return hi;
-        }
-    #else
-        return lo;
-    #endif
-    }
-    """
+# Float32 row kernels with run-time ISA dispatch (AVX-512, AVX2, SSE2; contract in the
+# header). They return the first window not done, and the Cython loop below does the rest.
+cdef extern from "_pool_max.h":
     Py_ssize_t fc_max_rows_f32(const float** r, const int* rel, int nr, int kw, int s,
                                float* om, int64_t* oi, Py_ssize_t lo, Py_ssize_t hi,
                                Py_ssize_t off, Py_ssize_t base) noexcept nogil
+    const char* fc_pool_active_target() noexcept nogil
 
 
-cdef void _max_row(const Geom* g, const floating** rows, const int* rel, int nr,
-                   floating* om, int64_t* oi, Py_ssize_t lo, Py_ssize_t hi,
-                   Py_ssize_t base) noexcept nogil:
+def simd_target():
+    """The code path the float32 row kernels use: avx512f, avx2, sse2 or generic (lower ones
+    can be forced with FASTCONV_POOL_TARGET, read once per process)."""
+    return fc_pool_active_target().decode()
+
+
+cdef Py_ssize_t _max_row(const Geom* g, const floating** rows, const int* rel, int nr,
+                         floating* om, int64_t* oi, Py_ssize_t lo, Py_ssize_t hi,
+                         Py_ssize_t base) noexcept nogil:
     """Windows ow in [lo, hi) of a 2x2 or 3x3 (dilation 1 along W) pooling, all columns
-    inside, over the nr valid window rows."""
+    inside, over the nr valid window rows. Returns -1, and leaves the row to the per-window
+    loop, when one of the rows holds a NaN; else 0."""
     cdef Py_ssize_t ow, c, s = g.sw, off = -g.pw
     cdef floating m
     cdef int k, i
     if floating is float:
         if s == 1 or s == 2:
             lo = fc_max_rows_f32(rows, rel, nr, <int>g.kw, <int>s, om, oi, lo, hi, off, base)
+            if lo < 0:
+                return -1
+    if lo == hi:
+        return 0
+    for i in range(nr):
+        if _has_nan(rows[i], g.W):
+            return -1
     for ow in range(lo, hi):
         c = s * ow + off
         m = -INFINITY
@@ -260,15 +89,7 @@ cdef void _max_row(const Geom* g, const floating** rows, const int* rel, int nr,
                 _fold2(rows[i], c, rel[i], &m, &k)
         om[ow] = m
         oi[ow] = base + c + k
-
-
-cdef bint _has_nan(const floating* xp, Py_ssize_t n) noexcept nogil:
-    """Whether any of n contiguous values is NaN (an integer OR: vectorised, no early exit)."""
-    cdef Py_ssize_t i
-    cdef int any_nan = 0
-    for i in range(n):
-        any_nan = any_nan | (xp[i] != xp[i])
-    return any_nan != 0
+    return 0
 
 
 cdef void _max_plane(const Geom* g, const floating* xp, floating* op,
@@ -294,16 +115,12 @@ cdef void _max_plane(const Geom* g, const floating* xp, floating* op,
             for i in range(g.kh):
                 ih = oh * g.sh - g.ph + i * g.dh
                 if 0 <= ih < g.H:
-                    if _has_nan(xp + ih * g.W, g.W):
-                        nr = 0      # the per-window loop, which propagates NaN
-                        break
                     if nr == 0:
                         first = ih
                     rows[nr] = xp + ih * g.W
                     rel[nr] = <int>((ih - first) * g.W)
                     nr += 1
-        if nr > 0:
-            _max_row(g, rows, rel, nr, orow, irow, lo, hi, first * g.W)
+        if nr > 0 and _max_row(g, rows, rel, nr, orow, irow, lo, hi, first * g.W) == 0:
             for ow in range(lo):
                 _max_elem(g, xp, oh, ow, orow + ow, irow + ow)
             for ow in range(hi, g.OW):
@@ -378,42 +195,6 @@ def max_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)
 
 
 # ------------------------------------------------------------------------------ average
-
-cdef inline void _avg_window(const Geom* g, Py_ssize_t oh, Py_ssize_t ow, bint include_pad,
-                             Py_ssize_t divisor_override, Py_ssize_t* h0, Py_ssize_t* h1,
-                             Py_ssize_t* w0, Py_ssize_t* w1, Py_ssize_t* div) noexcept nogil:
-    """Clipped window [h0, h1) x [w0, w1) of output (oh, ow) and its divisor (PyTorch's)."""
-    cdef Py_ssize_t a = oh * g.sh - g.ph, c = ow * g.sw - g.pw
-    cdef Py_ssize_t b = a + g.kh, d = c + g.kw
-    # the padded input ends at H + ph: a ceil_mode window beyond it does not count that part
-    if b > g.H + g.ph:
-        b = g.H + g.ph
-    if d > g.W + g.pw:
-        d = g.W + g.pw
-    div[0] = (b - a) * (d - c)
-    h0[0] = a if a > 0 else 0
-    w0[0] = c if c > 0 else 0
-    h1[0] = b if b < g.H else g.H
-    w1[0] = d if d < g.W else g.W
-    if divisor_override > 0:
-        div[0] = divisor_override
-    elif not include_pad:
-        div[0] = (h1[0] - h0[0]) * (w1[0] - w0[0])
-
-
-cdef inline floating _avg_elem(const Geom* g, const floating* xp, Py_ssize_t oh,
-                               Py_ssize_t ow, bint include_pad,
-                               Py_ssize_t divisor_override) noexcept nogil:
-    cdef Py_ssize_t h0, h1, w0, w1, div, ih, iw
-    cdef floating s = 0
-    _avg_window(g, oh, ow, include_pad, divisor_override, &h0, &h1, &w0, &w1, &div)
-    if h0 >= h1 or w0 >= w1:
-        return 0
-    for ih in range(h0, h1):
-        for iw in range(w0, w1):
-            s = s + xp[ih * g.W + iw]
-    return s / div
-
 
 cdef void _avg_row_2x2_s2(const floating* r0, const floating* r1, floating* orow,
                           Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,

@@ -20,3 +20,25 @@ def assert_close(actual, expected, dtype=None, tol=None, what=""):
     if actual.size:
         err = float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))))
         assert err <= tol * scale, f"{what}: max abs err {err:.3g} > {tol:.1g} x {scale:.3g}"
+
+
+def run_python(args, env=None, timeout=600, **kwargs):
+    """``subprocess.run([python, *args])`` against the same fastconv this process imported.
+
+    The child runs in a scratch directory with PYTHONPATH pointing at the directory that holds
+    the imported package, so a ``-c`` script cannot pick up an uncompiled source tree from
+    the working directory (CI installs the package and runs the tests from the checkout).
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    import fastconv
+
+    env = dict(os.environ if env is None else env)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, *args], env=env, cwd=cwd, timeout=timeout,
+                              capture_output=True, text=True, **kwargs)

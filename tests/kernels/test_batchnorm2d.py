@@ -4,7 +4,7 @@ bit-identity, NaN propagation."""
 import numpy as np
 import pytest
 
-from fctest import assert_close
+from fctest import assert_close, run_python
 from fastconv._ext import batchnorm2d as k
 from fastconv.reference import batchnorm as ref
 
@@ -186,3 +186,41 @@ def test_empty_batch_is_a_no_op():
     k.backward(x, x, _empty(np.float32), np.zeros(3), np.ones(3), np.empty((0, 0, 0),
                np.float32), gw, gb, 2)
     assert (gw == 0).all() and (gb == 0).all()
+
+
+_SIMD_SCRIPT = r"""
+import hashlib
+import numpy as np
+from fastconv._ext import batchnorm2d as k
+print(k.simd_target())
+rng = np.random.default_rng(3)
+h = hashlib.sha256()
+for shape in [(3, 5, 1000), (2, 3, 4100), (4, 2, 127), (5, 9, 256)]:
+    x = (rng.standard_normal(shape) * 3 + 100).astype(np.float32)
+    gy = rng.standard_normal(shape).astype(np.float32)
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    y, mean, invstd = np.empty_like(x), np.empty(c), np.empty(c)
+    k.forward_train(x, w, b, 1e-5, y, mean, invstd, rm, rv, 0.1, 2)
+    gx, gw, gb = np.empty_like(x), np.empty(c, np.float32), np.empty(c, np.float32)
+    k.backward(gy, x, w, mean, invstd, gx, gw, gb, 2)
+    for a in (y, mean, invstd, rm, rv, gx, gw, gb):
+        h.update(a.tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_simd_paths_are_bit_identical_to_the_cython_loops():
+    """Each float32 reduction path (forced through FASTCONV_BN_TARGET in a fresh process,
+    where it is read) gives the same bits as the Cython loops ("generic")."""
+    import os
+    digests = {}
+    for target in ("generic", "avx2", "avx512f"):
+        env = dict(os.environ, FASTCONV_BN_TARGET=target)
+        res = run_python(["-c", _SIMD_SCRIPT], env=env, timeout=300)
+        assert res.returncode == 0, res.stderr
+        active, digest = res.stdout.split()
+        digests[active] = digest
+    assert "generic" in digests
+    assert len(set(digests.values())) == 1, digests

@@ -2,11 +2,15 @@
 NumPy reference and against conv2d_direct, over a grid of dtype, stride, padding, dilation,
 multiplier, bias and kernel size (3x3 takes the specialised paths, 3x2 and 5x5 the generic
 ones), plus edge cases. Outputs are pre-filled with NaN (they must be fully overwritten), and
-every pass runs with 1 and 2 threads, which must agree bit for bit."""
+every pass runs with 1 and 2 threads, which must agree bit for bit. The inner loops have
+AVX-512, AVX2 and portable versions chosen at run time: the whole module is rerun in a
+subprocess with FASTCONV_SIMD_TARGET forcing each lower path."""
+import os
+
 import numpy as np
 import pytest
 
-from fctest import assert_close
+from fctest import assert_close, run_python
 from fastconv._ext import conv2d_depthwise as k
 from fastconv._ext import conv2d_direct
 from fastconv.reference import (conv2d, conv2d_backward_input, conv2d_backward_weight,
@@ -139,3 +143,26 @@ def test_empty_batch():
     gw = np.full(w.shape, np.nan, np.float32)
     k.backward_weight(x, y, gw, 1, 1, 0, 0, 1, 1, 2, 2)
     assert np.all(gw == 0)
+
+
+_OTHER_TARGET_SCRIPT = """
+import sys
+import pytest
+from fastconv._ext import conv2d_depthwise as k
+if k.simd_target() != sys.argv[1]:
+    print("SKIP", k.simd_target())
+    sys.exit(0)
+sys.exit(pytest.main([sys.argv[2], "-q", "-x", "-p", "no:cacheprovider",
+                      "-k", "not other_code_paths"]))
+"""
+
+
+@pytest.mark.parametrize("target", ["avx2", "generic"])
+def test_other_code_paths(target):
+    """Every test above again on a lower SIMD path (they differ from the best path only by
+    rounding, and must match the reference and be thread-count independent just the same)."""
+    env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
+    out = run_python(["-c", _OTHER_TARGET_SCRIPT, target, __file__], env=env, timeout=900)
+    if out.stdout.startswith("SKIP"):
+        pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

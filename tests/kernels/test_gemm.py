@@ -7,14 +7,13 @@ run in a subprocess with FASTCONV_GEMM_TARGET set.
 """
 import itertools
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
 from fastconv._ext import gemm as G
+from fctest import run_python
 
 DTYPES = [np.float32, np.float64]
 TRANS = list(itertools.product([False, True], repeat=2))
@@ -236,8 +235,7 @@ def test_other_code_paths(target):
     if target not in compiled:
         pytest.skip(f"{target} not compiled in")
     env = dict(os.environ, FASTCONV_GEMM_TARGET=target)
-    out = subprocess.run([sys.executable, "-c", _OTHER_TARGET_SCRIPT, target], env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = run_python(["-c", _OTHER_TARGET_SCRIPT, target], env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     if out.stdout.startswith("SKIP"):
         pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")

@@ -45,3 +45,29 @@ def test_col2im_is_adjoint_of_im2col(case, rng):
     gx = np.full_like(x, np.nan)
     k.col2im(g, gx, kh, kw, *s, *p, *d, oh, ow, 2)
     assert abs(np.vdot(cols, g) - np.vdot(x, gx)) <= 1e-10 * max(1.0, abs(np.vdot(cols, g)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("case", CASES + [(1, 45, 13, 37, 3, 3, (1, 1), (1, 1), (1, 1))])
+def test_gemm_im2col_matches_explicit_columns(case, trans_b, dtype, rng):
+    """The GEMM that packs B straight from the image equals gemm on im2col's matrix, bit for
+    bit, for any thread count and for column blocks starting at an output row oh0 > 0."""
+    from fastconv._ext import gemm as G
+    _, c, h, w, kh, kw, s, p, d = case
+    oh, ow = _out(h, kh, s[0], p[0], d[0]), _out(w, kw, s[1], p[1], d[1])
+    x = rng.standard_normal((1, c, h, w)).astype(dtype)
+    cols = np.empty((1, c * kh * kw, oh * ow), dtype)
+    k.im2col(x, cols, kh, kw, *s, *p, *d, oh, ow, 1)
+    for oh0 in sorted({0, oh // 2}):
+        b = cols[0][:, oh0 * ow:]
+        kdim = b.shape[0] if not trans_b else b.shape[1]
+        for M in (5, 70):
+            a = rng.standard_normal((M, kdim)).astype(dtype)
+            want = np.empty((M, b.shape[0] if trans_b else b.shape[1]), dtype)
+            G.gemm(a, b, want, False, trans_b)
+            for nt in (1, 2, 3):
+                got = np.full_like(want, np.nan)
+                G.gemm_im2col(a, x[0], got, kh, kw, *s, *p, *d, oh, ow, oh0, False, trans_b,
+                              n_threads=nt)
+                np.testing.assert_array_equal(got, want)

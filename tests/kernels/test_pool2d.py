@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from fctest import run_python
 from fastconv._ext import pool2d as k
 from fastconv.reference import pool as ref
 
@@ -216,3 +217,45 @@ def test_bit_identical_for_1_and_2_threads(dtype, rng):
         runs.append((o, i, gx, a, ga, g, gg))
     for r1, r2 in zip(*runs):
         assert np.array_equal(r1, r2, equal_nan=True)
+
+
+_SIMD_SCRIPT = r"""
+import sys
+import numpy as np
+from fastconv._ext import pool2d as k
+from fastconv.reference import pool as ref
+print(k.simd_target())
+rng = np.random.default_rng(7)
+for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 16), (1, 1, 5, 11)]:
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)   # many ties
+    x[0, 0, 2, 17 % shape[3]] = np.nan
+    x[0, 0, 2, 19 % shape[3]] = np.nan
+    x[-1, -1, -1, -1] = np.inf
+    x[-1, 0, 1, 3] = -np.inf
+    for kern, s, p in [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0), (3, 2, 0), (2, 2, 1)]:
+        for ceil in (False, True):
+            try:
+                oh = ref.pool_output_size(shape[2], kern, s, p, 1, ceil)
+                ow = ref.pool_output_size(shape[3], kern, s, p, 1, ceil)
+            except ValueError:
+                continue
+            out = np.empty(shape[:2] + (oh, ow), np.float32)
+            idx = np.empty(out.shape, np.int64)
+            k.max_forward(x, out, idx, kern, kern, s, s, p, p, 1, 1, 2)
+            ro, ri = ref.max_pool2d(x, kern, s, p, 1, ceil)
+            if not (np.array_equal(out, ro, equal_nan=True) and np.array_equal(idx, ri)):
+                sys.exit(f"mismatch {shape} {(kern, s, p, ceil)}")
+"""
+
+
+@pytest.mark.parametrize("target", ["avx512f", "avx2", "sse2", "generic"])
+def test_every_simd_path_matches_the_reference(target):
+    """Each float32 row-kernel path (forced through FASTCONV_POOL_TARGET in a fresh process,
+    where it is read) on wide rows with ties, NaN and inf; a path the CPU lacks falls back to
+    the best one it has, which must match too."""
+    import os
+    env = dict(os.environ, FASTCONV_POOL_TARGET=target)
+    res = run_python(["-c", _SIMD_SCRIPT], env=env, timeout=300)
+    assert res.returncode == 0, res.stderr + res.stdout
+    if target != "avx512f":
+        assert res.stdout.split()[0] in (target, "sse2", "generic")

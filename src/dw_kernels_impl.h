@@ -1,0 +1,371 @@
+/* One body per element type and code path for the depthwise kernels; src/dw_kernels.h
+ * includes it once per (type, path). The includer defines DW_T (element type), DWN(name)
+ * (name mangling) and DW_VL: 0 for the portable path, else the vector width, with the vector
+ * type DW_V, mask type DW_M, the function attribute DW_ATTR, the operations used below and
+ * DWG(name), the portable version's name.
+ *
+ * Every kernel works on operands packed so that each tap is a contiguous run (src/dw_kernels.h
+ * explains the packing): tap t of output row r starts at src + r * lds + off[t]. Row edges are
+ * done by masked loads and stores on the same instructions, so every output lane is computed
+ * the same way. Summation order (fixed by the arguments, never by threads):
+ *   taps: out = base, then out = out + w[t] * x_t for t in order (one FMA each on SIMD paths);
+ *   dots: per tap, one partial sum per vector lane over all rows, then added (in double) to
+ *         that lane's accumulator acc[t * DW_ACC_LANES + lane]; the caller adds the lanes.
+ */
+
+#if DW_VL == 0
+/* ------------------------------------------------------------------------ portable C */
+
+/* buf[r][q][j] = src[r - r0][j * s + q - c0], 0 outside src (H x W); r < Hb, q < nq, j < Jw. */
+static void DWN(pack)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw, const DW_T *src,
+                      ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0, ptrdiff_t c0, ptrdiff_t s)
+{
+    for (ptrdiff_t q = 0; q < nq; ++q) {
+        /* columns j with 0 <= j * s + q - c0 < W (divisions once per phase, not per row) */
+        ptrdiff_t a = c0 - q, b = W + c0 - q;
+        ptrdiff_t lo = a <= 0 ? 0 : (a + s - 1) / s;
+        ptrdiff_t hi = b <= 0 ? 0 : (b + s - 1) / s;
+        if (lo > Jw) lo = Jw;
+        if (hi > Jw) hi = Jw;
+        if (hi < lo) hi = lo;
+        for (ptrdiff_t r = 0; r < Hb; ++r) {
+            ptrdiff_t ih = r - r0;
+            DW_T *d = buf + (r * nq + q) * Jw;
+            if (ih < 0 || ih >= H) {
+                memset(d, 0, sizeof(DW_T) * Jw);
+                continue;
+            }
+            const DW_T *x = src + ih * W + q - c0;
+            for (ptrdiff_t j = 0; j < lo; ++j)
+                d[j] = 0;
+            if (s == 1)
+                memcpy(d + lo, x + lo, sizeof(DW_T) * (hi - lo));
+            else if (s == 2)
+                for (ptrdiff_t j = lo; j < hi; ++j)
+                    d[j] = x[2 * j];
+            else
+                for (ptrdiff_t j = lo; j < hi; ++j)
+                    d[j] = x[j * s];
+            for (ptrdiff_t j = hi; j < Jw; ++j)
+                d[j] = 0;
+        }
+    }
+}
+
+/* gx[ih][iw] = P[ph][a][b] with ph = (ih % sh) * sw + iw % sw, a = ih / sh, b = iw / sw;
+ * each phase plane is A x B. */
+static void DWN(unphase)(DW_T *gx, ptrdiff_t H, ptrdiff_t W, const DW_T *P, ptrdiff_t A,
+                         ptrdiff_t B, ptrdiff_t sh, ptrdiff_t sw)
+{
+    const ptrdiff_t AB = A * B;
+    ptrdiff_t ih = 0;
+    for (ptrdiff_t a = 0; ih < H; ++a) {
+        for (ptrdiff_t qh = 0; qh < sh && ih < H; ++qh, ++ih) {
+            const DW_T *p = P + qh * sw * AB + a * B;
+            DW_T *g = gx + ih * W;
+            if (sw == 2) {
+                const DW_T *p1 = p + AB;
+                ptrdiff_t half = W / 2;
+                for (ptrdiff_t b = 0; b < half; ++b) {
+                    g[2 * b] = p[b];
+                    g[2 * b + 1] = p1[b];
+                }
+                if (W & 1)
+                    g[W - 1] = p[half];
+            } else {
+                for (ptrdiff_t qw = 0; qw < sw; ++qw)
+                    for (ptrdiff_t b = 0; b * sw + qw < W; ++b)
+                        g[b * sw + qw] = p[qw * AB + b];
+            }
+        }
+    }
+}
+
+static void DWN(taps)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
+                      ptrdiff_t lds, ptrdiff_t nt, const DW_T *w, const ptrdiff_t *widx,
+                      const ptrdiff_t *off, DW_T b, int accumulate)
+{
+    for (ptrdiff_t r = 0; r < R; ++r) {
+        DW_T *o = out + r * ldo;
+        const DW_T *x = src + r * lds;
+        if (!accumulate)
+            for (ptrdiff_t i = 0; i < C; ++i)
+                o[i] = b;
+        for (ptrdiff_t t = 0; t < nt; ++t) {
+            const DW_T wt = w[widx[t]], *xt = x + off[t];
+            for (ptrdiff_t i = 0; i < C; ++i)
+                o[i] += wt * xt[i];
+        }
+    }
+}
+
+/* Column stride 2: out[r][2j + q] = b + sum_t w[widx_q[t]] * src[r * lds + off_q[t] + j]
+ * for the two column phases q (j < ceil(C / 2) for q = 0, j < C / 2 for q = 1). */
+static void DWN(taps2)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
+                       ptrdiff_t lds, const DW_T *w, ptrdiff_t nt0, const ptrdiff_t *widx0,
+                       const ptrdiff_t *off0, ptrdiff_t nt1, const ptrdiff_t *widx1,
+                       const ptrdiff_t *off1, DW_T b)
+{
+    const ptrdiff_t B0 = (C + 1) / 2, B1 = C / 2;
+    for (ptrdiff_t r = 0; r < R; ++r) {
+        DW_T *o = out + r * ldo;
+        const DW_T *x = src + r * lds;
+        for (ptrdiff_t i = 0; i < C; ++i)
+            o[i] = b;
+        for (ptrdiff_t t = 0; t < nt0; ++t) {
+            const DW_T wt = w[widx0[t]], *xt = x + off0[t];
+            for (ptrdiff_t j = 0; j < B0; ++j)
+                o[2 * j] += wt * xt[j];
+        }
+        for (ptrdiff_t t = 0; t < nt1; ++t) {
+            const DW_T wt = w[widx1[t]], *xt = x + off1[t];
+            for (ptrdiff_t j = 0; j < B1; ++j)
+                o[2 * j + 1] += wt * xt[j];
+        }
+    }
+}
+
+#define DW_LANES 8
+static void DWN(dots)(double *acc, const DW_T *gy, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
+                      ptrdiff_t lds, ptrdiff_t nt, const ptrdiff_t *off)
+{
+    ptrdiff_t nv = C - C % DW_LANES;
+    for (ptrdiff_t t = 0; t < nt; ++t) {
+        DW_T lane[DW_LANES] = {0};
+        for (ptrdiff_t r = 0; r < R; ++r) {
+            const DW_T *g = gy + r * C, *x = src + r * lds + off[t];
+            for (ptrdiff_t i = 0; i < nv; i += DW_LANES)
+                for (int l = 0; l < DW_LANES; ++l)
+                    lane[l] += g[i + l] * x[i + l];
+            for (ptrdiff_t i = nv; i < C; ++i)
+                lane[i - nv] += g[i] * x[i];
+        }
+        for (int l = 0; l < DW_LANES; ++l)
+            acc[t * DW_ACC_LANES + l] += lane[l];
+    }
+}
+#undef DW_LANES
+
+#else
+/* ------------------------------------------------------------------------ SIMD */
+
+/* Lanes l with lo <= l < hi (lo, hi clamped to [0, DW_VL]). */
+static inline __attribute__((always_inline)) DW_ATTR DW_M DWN(lanes)(ptrdiff_t lo, ptrdiff_t hi)
+{
+    lo = lo < 0 ? 0 : lo > DW_VL ? DW_VL : lo;
+    hi = hi < lo ? lo : hi > DW_VL ? DW_VL : hi;
+    return DW_MRANGE((int)lo, (int)hi);
+}
+
+/* dw_pack (see the portable version) for s = 1 and 2: masked loads give the zero padding, and
+ * stride 2 splits each pair of vectors into its even and odd columns in registers. Masked-off
+ * lanes are never read (no fault), so the loads may start before a row or end after it. */
+static DW_ATTR void DWN(pack)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw,
+                              const DW_T *src, ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0,
+                              ptrdiff_t c0, ptrdiff_t s)
+{
+    if (s > 2 || nq != s) {
+        DWG(pack)(buf, Hb, nq, Jw, src, H, W, r0, c0, s);
+        return;
+    }
+    const DW_V z = DW_ZERO();
+    for (ptrdiff_t r = 0; r < Hb; ++r) {
+        ptrdiff_t ih = r - r0;
+        DW_T *d = buf + r * nq * Jw;
+        if (ih < 0 || ih >= H) {
+            ptrdiff_t n = nq * Jw, i = 0;
+            for (; i + DW_VL <= n; i += DW_VL)
+                DW_STORE(d + i, z);
+            if (i < n)
+                DW_MSTORE(d + i, DWN(lanes)(0, n - i), z);
+            continue;
+        }
+        const DW_T *x = src + ih * W;
+        for (ptrdiff_t j = 0; j < Jw; j += DW_VL) {
+            const DW_M keep = DWN(lanes)(0, Jw - j);
+            if (s == 1) {
+                ptrdiff_t c = j - c0;
+                DW_V v = DW_MLOAD(x + c, DWN(lanes)(-c, W - c));
+                DW_MSTORE(d + j, keep, v);
+            } else {
+                ptrdiff_t c = 2 * j - c0;     /* column of phase 0 at j; phase 1 is c + 1 */
+                DW_V a = DW_MLOAD(x + c, DWN(lanes)(-c, W - c));
+                DW_V b = DW_MLOAD(x + c + DW_VL, DWN(lanes)(-c - DW_VL, W - c - DW_VL));
+                DW_MSTORE(d + j, keep, DW_EVENS(a, b));
+                DW_MSTORE(d + Jw + j, keep, DW_ODDS(a, b));
+            }
+        }
+    }
+}
+
+/* Up to DW_CHUNK taps with their weights held in registers; NT is a literal for the common
+ * tap counts (3x3 forward: 9; stride-2 backward_input phases: 4, 2, 1), so the tap loop
+ * unrolls. */
+static inline __attribute__((always_inline)) DW_ATTR void
+DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
+                ptrdiff_t lds, const DW_T *w, const ptrdiff_t *widx, const ptrdiff_t *off,
+                DW_T b, int accumulate, const int NT)
+{
+    DW_V wv[DW_CHUNK];
+    for (int t = 0; t < NT; ++t)
+        wv[t] = DW_SET1(w[widx[t]]);
+    const DW_V bv = DW_SET1(b);
+    const ptrdiff_t nf = C - C % DW_VL;
+    const DW_M m = DW_MASK(C - nf);
+    for (ptrdiff_t r = 0; r < R; ++r) {
+        DW_T *o = out + r * ldo;
+        const DW_T *x = src + r * lds;
+        ptrdiff_t i = 0;
+        for (; i < nf; i += DW_VL) {
+            DW_V a = accumulate ? DW_LOAD(o + i) : bv;
+            for (int t = 0; t < NT; ++t)
+                a = DW_FMA(wv[t], DW_LOAD(x + off[t] + i), a);
+            DW_STORE(o + i, a);
+        }
+        if (i < C) {
+            DW_V a = accumulate ? DW_MLOAD(o + i, m) : bv;
+            for (int t = 0; t < NT; ++t)
+                a = DW_FMA(wv[t], DW_MLOAD(x + off[t] + i, m), a);
+            DW_MSTORE(o + i, m, a);
+        }
+    }
+}
+
+static DW_ATTR void DWN(taps)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C,
+                              const DW_T *src, ptrdiff_t lds, ptrdiff_t nt, const DW_T *w,
+                              const ptrdiff_t *widx, const ptrdiff_t *off, DW_T b,
+                              int accumulate)
+{
+    if (nt == 9) {
+        DWN(taps_chunk)(out, ldo, R, C, src, lds, w, widx, off, b, accumulate, 9);
+        return;
+    }
+    if (nt == 4) {
+        DWN(taps_chunk)(out, ldo, R, C, src, lds, w, widx, off, b, accumulate, 4);
+        return;
+    }
+    if (nt == 2) {
+        DWN(taps_chunk)(out, ldo, R, C, src, lds, w, widx, off, b, accumulate, 2);
+        return;
+    }
+    if (nt == 1) {
+        DWN(taps_chunk)(out, ldo, R, C, src, lds, w, widx, off, b, accumulate, 1);
+        return;
+    }
+    /* any other count: chunks in tap order, each after the first adds to out */
+    ptrdiff_t t0 = 0;
+    do {
+        ptrdiff_t k = nt - t0 < DW_CHUNK ? nt - t0 : DW_CHUNK;
+        DWN(taps_chunk)(out, ldo, R, C, src, lds, w, widx + t0, off + t0, b,
+                        accumulate || t0 > 0, (int)k);
+        t0 += k;
+    } while (t0 < nt);
+}
+
+static inline __attribute__((always_inline)) DW_ATTR void
+DWN(taps2_body)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
+                ptrdiff_t lds, const DW_T *w, const ptrdiff_t *widx0, const ptrdiff_t *off0,
+                const ptrdiff_t *widx1, const ptrdiff_t *off1, DW_T b, const int NT0,
+                const int NT1)
+{
+    DW_V w0[DW_CHUNK], w1[DW_CHUNK];
+    for (int t = 0; t < NT0; ++t)
+        w0[t] = DW_SET1(w[widx0[t]]);
+    for (int t = 0; t < NT1; ++t)
+        w1[t] = DW_SET1(w[widx1[t]]);
+    const DW_V bv = DW_SET1(b);
+    const ptrdiff_t B0 = (C + 1) / 2, B1 = C / 2;
+    for (ptrdiff_t r = 0; r < R; ++r) {
+        DW_T *o = out + r * ldo;
+        const DW_T *x = src + r * lds;
+        ptrdiff_t j = 0;
+        for (; j + DW_VL <= B1; j += DW_VL) {     /* 2 * DW_VL whole output columns */
+            DW_V a0 = bv, a1 = bv;
+            for (int t = 0; t < NT0; ++t)
+                a0 = DW_FMA(w0[t], DW_LOAD(x + off0[t] + j), a0);
+            for (int t = 0; t < NT1; ++t)
+                a1 = DW_FMA(w1[t], DW_LOAD(x + off1[t] + j), a1);
+            DW_STORE(o + 2 * j, DW_ZIPLO(a0, a1));
+            DW_STORE(o + 2 * j + DW_VL, DW_ZIPHI(a0, a1));
+        }
+        if (j < B0) {
+            const DW_M m0 = DWN(lanes)(0, B0 - j), m1 = DWN(lanes)(0, B1 - j);
+            DW_V a0 = bv, a1 = bv;
+            for (int t = 0; t < NT0; ++t)
+                a0 = DW_FMA(w0[t], DW_MLOAD(x + off0[t] + j, m0), a0);
+            for (int t = 0; t < NT1; ++t)
+                a1 = DW_FMA(w1[t], DW_MLOAD(x + off1[t] + j, m1), a1);
+            DW_MSTORE(o + 2 * j, DWN(lanes)(0, C - 2 * j), DW_ZIPLO(a0, a1));
+            if (C - 2 * j > DW_VL)
+                DW_MSTORE(o + 2 * j + DW_VL, DWN(lanes)(0, C - 2 * j - DW_VL),
+                          DW_ZIPHI(a0, a1));
+        }
+    }
+}
+
+/* Stride-2 input gradient rows: the two column phases computed side by side and interleaved
+ * in registers (no phase buffers). Tap counts of 3x3 stride 2 are literals. */
+static DW_ATTR void DWN(taps2)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C,
+                               const DW_T *src, ptrdiff_t lds, const DW_T *w, ptrdiff_t nt0,
+                               const ptrdiff_t *widx0, const ptrdiff_t *off0, ptrdiff_t nt1,
+                               const ptrdiff_t *widx1, const ptrdiff_t *off1, DW_T b)
+{
+#define DW_T2(A, B)                                                                         \
+    if (nt0 == A && nt1 == B) {                                                             \
+        DWN(taps2_body)(out, ldo, R, C, src, lds, w, widx0, off0, widx1, off1, b, A, B);    \
+        return;                                                                             \
+    }
+    DW_T2(4, 2) DW_T2(2, 4) DW_T2(2, 1) DW_T2(1, 2)
+#undef DW_T2
+    if (nt0 <= DW_CHUNK && nt1 <= DW_CHUNK)
+        DWN(taps2_body)(out, ldo, R, C, src, lds, w, widx0, off0, widx1, off1, b, (int)nt0,
+                        (int)nt1);
+    else
+        DWG(taps2)(out, ldo, R, C, src, lds, w, nt0, widx0, off0, nt1, widx1, off1, b);
+}
+
+static inline __attribute__((always_inline)) DW_ATTR void
+DWN(dots_chunk)(double *acc, const DW_T *gy, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
+                ptrdiff_t lds, const ptrdiff_t *off, const int NT)
+{
+    DW_V a[DW_CHUNK];
+    for (int t = 0; t < NT; ++t)
+        a[t] = DW_ZERO();
+    const ptrdiff_t nf = C - C % DW_VL;
+    const DW_M m = DW_MASK(C - nf);
+    for (ptrdiff_t r = 0; r < R; ++r) {
+        const DW_T *g = gy + r * C, *x = src + r * lds;
+        ptrdiff_t i = 0;
+        for (; i < nf; i += DW_VL) {
+            DW_V gv = DW_LOAD(g + i);
+            for (int t = 0; t < NT; ++t)
+                a[t] = DW_FMA(gv, DW_LOAD(x + off[t] + i), a[t]);
+        }
+        if (i < C) {
+            DW_V gv = DW_MLOAD(g + i, m);
+            for (int t = 0; t < NT; ++t)
+                a[t] = DW_FMA(gv, DW_MLOAD(x + off[t] + i, m), a[t]);
+        }
+    }
+    for (int t = 0; t < NT; ++t) {
+        DW_T lane[DW_VL];
+        DW_STORE(lane, a[t]);
+        for (int l = 0; l < DW_VL; ++l)
+            acc[t * DW_ACC_LANES + l] += lane[l];
+    }
+}
+
+static DW_ATTR void DWN(dots)(double *acc, const DW_T *gy, ptrdiff_t R, ptrdiff_t C,
+                              const DW_T *src, ptrdiff_t lds, ptrdiff_t nt,
+                              const ptrdiff_t *off)
+{
+    if (nt == 9) {
+        DWN(dots_chunk)(acc, gy, R, C, src, lds, off, 9);
+        return;
+    }
+    for (ptrdiff_t t0 = 0; t0 < nt; t0 += DW_CHUNK) {
+        ptrdiff_t k = nt - t0 < DW_CHUNK ? nt - t0 : DW_CHUNK;
+        DWN(dots_chunk)(acc + t0 * DW_ACC_LANES, gy, R, C, src, lds, off + t0, (int)k);
+    }
+}
+#endif

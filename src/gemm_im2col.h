@@ -1,0 +1,188 @@
+/* Implicit im2col for the GEMM's B operand, included by gemm_impl.h once per element type.
+ *
+ * With a geometry (fc_im2col_t, gemm.h), B is the column matrix of one image, rows r =
+ * (c*kh + i)*kw + j (taps), columns q = pixels from output row oh0 on:
+ *     B[r, q] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]   (0 outside the image),
+ *     oh = oh0 + q / OW, ow = q % OW.
+ * The packers read those entries straight from the image into the micro-panels, so the
+ * column matrix (2.4 MB per 64-channel 32x32 image, more than L2) is never written to memory
+ * and read back: the convolution's B traffic becomes that of a pack_n on the image itself.
+ * The packed panels hold exactly the values pack_b would have produced from an explicit
+ * column matrix, so results are identical to im2col + gemm.
+ */
+
+/* One tap's geometry: the image row offset of kernel row i and the valid ow range of kernel
+ * column j (outside it the window reads padding). */
+typedef struct {
+    const FC_T *plane; /* x[c] */
+    int64_t ioff, joff, lo, hi;
+} FN(tap_t);
+
+static inline FN(tap_t) FN(tap)(const FC_T *x, const fc_im2col_t *g, int64_t r)
+{
+    FN(tap_t) t;
+    int64_t j = r % g->kw, i = (r / g->kw) % g->kh, c = r / ((int64_t)g->kw * g->kh);
+    t.plane = x + c * g->H * g->W;
+    t.ioff = i * g->dh - g->ph;
+    t.joff = j * g->dw - g->pw;
+    /* ow in [lo, hi) <=> 0 <= ow*sw + joff < W */
+    t.lo = t.joff >= 0 ? 0 : (-t.joff + g->sw - 1) / g->sw;
+    t.hi = g->W - t.joff <= 0 ? 0 : (g->W - t.joff + g->sw - 1) / g->sw;
+    if (t.hi > g->OW)
+        t.hi = g->OW;
+    if (t.lo > t.hi)
+        t.lo = t.hi;
+    return t;
+}
+
+/* One run d[ow, end) of an image row: src[q*sw] for q in [a, b), zeros elsewhere. */
+#define FC_RUN_SCALAR(d, src, sw, ow, a, b, end)                                             \
+    do {                                                                                     \
+        for (int64_t q = ow; q < a; ++q)                                                     \
+            d[q] = 0;                                                                        \
+        if (sw == 1)                                                                         \
+            for (int64_t q = a; q < b; ++q)                                                  \
+                d[q] = src[q];                                                               \
+        else                                                                                 \
+            for (int64_t q = a; q < b; ++q)                                                  \
+                d[q] = src[q * sw];                                                          \
+        for (int64_t q = b; q < end; ++q)                                                    \
+            d[q] = 0;                                                                        \
+    } while (0)
+
+#if FC_X86
+/* Stride 1 with masked loads (lanes outside [a, b) read nothing, so no out-of-image access)
+ * and masked stores: two instructions per vector instead of library calls per short run. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+FN(run512)(FC_T *restrict d, const FC_T *restrict src, int64_t ow, int64_t a, int64_t b,
+           int64_t end)
+{
+    const int L = FC_L512;
+    for (int64_t q = ow; q < end; q += L) {
+        int64_t lo = a - q, hi = b - q, n = end - q;
+        lo = lo < 0 ? 0 : lo > L ? L : lo;
+        hi = hi < lo ? lo : hi > L ? L : hi;
+        n = n > L ? L : n;
+        unsigned mv = (unsigned)(((1ull << hi) - 1) & ~((1ull << lo) - 1));
+        unsigned ms = (unsigned)((1ull << n) - 1);
+        FC_MST512(d + q, (FC_MASK512_T)ms, FC_MLD512((FC_MASK512_T)mv, src + q));
+    }
+}
+#define FC_RUN_512(d, src, sw, ow, a, b, end)                                                \
+    do {                                                                                     \
+        if (sw == 1)                                                                         \
+            FN(run512)(d, src, ow, a, b, end);                                               \
+        else                                                                                 \
+            FC_RUN_SCALAR(d, src, sw, ow, a, b, end);                                        \
+    } while (0)
+#endif
+
+/* B[r, q0 .. q0+n) of the tap t into dst, W entries per panel, panels pstride apart (W == n:
+ * one contiguous run). One division per call; each run between row and panel boundaries is
+ * zeros, a copy, zeros. */
+#define FC_TAP_RUN(NAME, ATTR, RUN)                                                          \
+    static inline __attribute__((always_inline ATTR)) void NAME(                             \
+        const fc_im2col_t *g, const FN(tap_t) *t, int64_t q0, int64_t n, FC_T *restrict dst, \
+        int64_t W, int64_t pstride)                                                          \
+    {                                                                                        \
+        int64_t oh = g->oh0 + q0 / g->OW, ow = q0 % g->OW, w = 0;                            \
+        while (n > 0) {                                                                      \
+            int64_t len = g->OW - ow < n ? g->OW - ow : n;                                   \
+            if (len > W - w)                                                                 \
+                len = W - w;                                                                 \
+            int64_t end = ow + len, ih = oh * g->sh + t->ioff;                               \
+            FC_T *restrict d = dst + w - ow; /* d[ow'] is the entry of output column ow' */  \
+            if (ih < 0 || ih >= g->H) {                                                      \
+                for (int64_t q = ow; q < end; ++q)                                           \
+                    d[q] = 0;                                                                \
+            } else {                                                                         \
+                const FC_T *restrict src = t->plane + ih * g->W + t->joff;                   \
+                int64_t a = ow > t->lo ? ow : t->lo, b = end < t->hi ? end : t->hi;          \
+                if (b < a) /* no valid pixel in this run: all padding */                     \
+                    b = a = ow;                                                              \
+                RUN(d, src, g->sw, ow, a, b, end);                                           \
+            }                                                                                \
+            n -= len;                                                                        \
+            w += len;                                                                        \
+            ow = end;                                                                        \
+            if (ow == g->OW) {                                                               \
+                ow = 0;                                                                      \
+                ++oh;                                                                        \
+            }                                                                                \
+            if (w == W) {                                                                    \
+                w = 0;                                                                       \
+                dst += pstride;                                                              \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+/* pack_b with trans_b == 0: taps [p0, p0+kc) are k, pixels [j0, j0+nc) are the columns.
+ * pack_b with trans_b == 1: pixels [p0, p0+kc) are k, taps [j0, j0+nc) are the columns;
+ * each panel's W taps are first gathered as rows of tmp (W x kc, L1/L2-resident), then
+ * transposed into the panel by the ordinary transposing packer. */
+#define FC_PACK_IM2COL(SFX, ATTR, TAP_RUN)                                                   \
+    static ATTR void FN(pack_b_im2col_n##SFX)(const FC_T *x, const fc_im2col_t *g,           \
+                                               int64_t p0, int64_t kc, int64_t j0,           \
+                                               int64_t nc, FC_T *dst, int W)                 \
+    {                                                                                        \
+        int64_t full = nc / W, rest = nc - full * W;                                         \
+        for (int64_t k = 0; k < kc; ++k) {                                                   \
+            FN(tap_t) t = FN(tap)(x, g, p0 + k);                                             \
+            TAP_RUN(g, &t, j0, nc, dst + k * W, W, kc * W);                                  \
+            for (int64_t j = rest ? rest : W; j < W; ++j)                                    \
+                dst[full * kc * W + k * W + j] = 0;                                          \
+        }                                                                                    \
+    }                                                                                        \
+    static ATTR void FN(pack_b_im2col_t##SFX)(const FC_T *x, const fc_im2col_t *g,           \
+                                               int64_t p0, int64_t kc, int64_t j0,           \
+                                               int64_t nc, FC_T *tmp)                        \
+    {                                                                                        \
+        for (int64_t r = 0; r < nc; ++r) {                                                   \
+            FN(tap_t) t = FN(tap)(x, g, j0 + r);                                             \
+            TAP_RUN(g, &t, p0, kc, tmp + r * kc, kc, 0);                                     \
+        }                                                                                    \
+    }
+
+#define FC_COMMA ,
+FC_TAP_RUN(FN(tap_run), , FC_RUN_SCALAR)
+FC_PACK_IM2COL(, , FN(tap_run))
+#if FC_X86
+FC_TAP_RUN(FN(tap_run512), FC_COMMA target("avx512f"), FC_RUN_512)
+FC_PACK_IM2COL(_512, __attribute__((target("avx512f"))), FN(tap_run512))
+#endif
+
+static void FN(pack_b_im2col)(const FN(cfg_t) *g, int trans_b, const FC_T *x,
+                              const fc_im2col_t *geo, int64_t p0, int64_t kc, int64_t j0,
+                              int64_t nc, FC_T *dst, FC_T *tmp)
+{
+#if FC_X86
+    int simd = g->ukr == FN(ukr512);
+#else
+    int simd = 0;
+#endif
+    if (!trans_b) {
+#if FC_X86
+        if (simd) {
+            FN(pack_b_im2col_n_512)(x, geo, p0, kc, j0, nc, dst, g->nr);
+            return;
+        }
+#endif
+        FN(pack_b_im2col_n)(x, geo, p0, kc, j0, nc, dst, g->nr);
+        return;
+    }
+    for (int64_t q = 0; q < nc; q += g->nr, dst += kc * g->nr) {
+        int64_t n = nc - q < g->nr ? nc - q : g->nr;
+#if FC_X86
+        if (simd)
+            FN(pack_b_im2col_t_512)(x, geo, p0, kc, j0 + q, n, tmp);
+        else
+#endif
+            FN(pack_b_im2col_t)(x, geo, p0, kc, j0 + q, n, tmp);
+        FN(pack_t)(tmp, kc, n, kc, dst, g->nr);
+    }
+}
+#undef FC_COMMA
+#undef FC_RUN_SCALAR
+#undef FC_RUN_512
+#undef FC_TAP_RUN
+#undef FC_PACK_IM2COL

@@ -1,0 +1,54 @@
+"""Process-wide configuration: threads, build_info, the OpenMP wait policy default."""
+import os
+
+import pytest
+
+import fastconv as fc
+from fctest import run_python
+
+
+def test_build_info_reports_the_build():
+    info = fc.build_info()
+    for key in ("version", "compiler", "openmp", "openmp_version", "simd", "simd_active",
+                "gemm", "threads", "cores"):
+        assert key in info
+    assert info["version"] == fc.__version__
+    assert info["simd_active"] in info["simd"]
+    assert isinstance(info["openmp"], bool)
+    assert (info["openmp_version"] is None) == (not info["openmp"])
+    assert info["threads"] == fc.get_num_threads()
+
+
+def test_set_num_threads_round_trip():
+    before = fc.get_num_threads()
+    try:
+        fc.set_num_threads(3)
+        assert fc.get_num_threads() == 3
+        assert fc.build_info()["threads"] == 3
+    finally:
+        fc.set_num_threads(before)
+
+
+def _child(code, **env):
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    base.update(env)
+    out = run_python(["-c", code], env=base)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_omp_num_threads_is_the_default():
+    code = "import fastconv as fc; print(fc.get_num_threads())"
+    assert _child(code, OMP_NUM_THREADS="3") == "3"
+    assert int(_child(code)) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "PASSIVE"),
+    ({"OMP_WAIT_POLICY": "active"}, "active"),
+    ({"GOMP_SPINCOUNT": "1000"}, "None"),
+])
+def test_wait_policy_default_respects_the_user(env, expected):
+    code = "import os, fastconv; print(os.environ.get('OMP_WAIT_POLICY'))"
+    assert _child(code, **env) == expected

@@ -22,12 +22,12 @@ import io
 import json
 import os
 import struct
-import tempfile
 import zipfile
 from collections import OrderedDict
 
 import numpy as np
 
+from .._io import atomic_write
 from ..tensor import Tensor
 
 __all__ = ["save", "load"]
@@ -65,36 +65,6 @@ def _arrays(obj):
     return out
 
 
-def _atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
 def _write_npz(arrays, f):
     with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for key, array in arrays.items():
@@ -118,9 +88,9 @@ def save(obj, path):
         # np.asarray(order="C") keeps 0-d arrays 0-d (ascontiguousarray would not).
         blob = st.save({k: np.asarray(v, order="C") for k, v in arrays.items()},
                        metadata={"format": "np", _ORDER_KEY: json.dumps(list(arrays))})
-        _atomic_write(path, lambda f: f.write(blob))
+        atomic_write(path, lambda f: f.write(blob))
     else:
-        _atomic_write(path, lambda f: _write_npz(arrays, f))
+        atomic_write(path, lambda f: _write_npz(arrays, f))
 
 
 def _safetensors_order(blob):

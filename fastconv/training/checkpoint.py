@@ -20,10 +20,11 @@ or the new one under the final name, never a mixture (at worst a stray ``.<name>
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from .._io import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "atomic_write", "FORMAT", "VERSION"]
 
@@ -96,41 +97,6 @@ def _array_refs(obj, out):
 
 
 # ----------------------------------------------------------------------------- writing
-
-def atomic_write(path, write):
-    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it.
-
-    The temporary file is flushed and fsync'ed before ``os.replace``, and the directory
-    after it, so the new content is durable once this returns. On any error (including
-    ``KeyboardInterrupt``) the temporary file is removed and ``path`` is left untouched.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # platforms where a directory cannot be opened (Windows)
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
 
 def save_checkpoint(path, state):
     """Write ``state`` (nested dicts/lists/tuples of arrays, numbers, strings) to ``path``.

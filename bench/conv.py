@@ -63,10 +63,6 @@ class Case:
         return [a for a in KERNELS
                 if a not in SPECIALISED or SPECIALISED[a](self.params)]
 
-    def geometry(self):
-        p = self.params
-        return (*p.stride, *p.padding, *p.dilation, p.groups)
-
     # --- fastconv -------------------------------------------------------------------------
     def fc_forward(self, algorithm):
         if self.transposed:
@@ -77,7 +73,8 @@ class Case:
                                 self.dilation, self.groups, algorithm=algorithm)
 
     def fc_backward(self, algorithm):
-        kernel, geo, threads = KERNELS[algorithm], self.geometry(), fc.get_num_threads()
+        kernel, threads = KERNELS[algorithm], fc.get_num_threads()
+        geo = self.params.kernel_args()
         b0 = np.empty(0, self.x.dtype)
         if self.transposed:
             def run():

@@ -34,6 +34,11 @@ class ConvParams:
     dilation: tuple
     groups: int
 
+    def kernel_args(self):
+        """The geometry arguments every kernel entry point takes, in kernel order:
+        stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups."""
+        return (*self.stride, *self.padding, *self.dilation, self.groups)
+
 
 def is_depthwise(p):
     """groups == C_in (channel multiplier C_out // C_in >= 1)."""

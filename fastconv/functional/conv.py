@@ -37,10 +37,7 @@ def _geometry(op, x, weight, bias, stride, padding, dilation, groups, transposed
     else:
         # weight (C_out, C_in / groups, kh, kw)
         c_out = ws[0]
-        if c_in % groups:
-            raise ValueError(f"{op}: expected input channels ({c_in}) divisible by groups "
-                             f"({groups})")
-        if ws[1] * groups != c_in:
+        if c_in % groups == 0 and ws[1] * groups != c_in:
             raise ValueError(f"{op}: expected weight.shape[1] == input channels / groups = "
                              f"{c_in} / {groups} = {c_in // groups}, got weight of shape "
                              f"{tuple(ws)}")
@@ -112,14 +109,10 @@ class _Conv2d(Function):
         kernel = KERNELS[algorithm]
         x, weight = kernel_ready(x), kernel_ready(weight)
         b = _EMPTY_BIAS[x.dtype] if bias is None else kernel_ready(bias)
-        sh, sw = params.stride
-        ph, pw = params.padding
-        dh, dw = params.dilation
         out = np.empty((x.shape[0], params.c_out) + out_hw, dtype=x.dtype)
-        kernel.forward(x, weight, b, out, sh, sw, ph, pw, dh, dw, params.groups,
-                       get_num_threads())
+        kernel.forward(x, weight, b, out, *params.kernel_args(), get_num_threads())
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (kernel, sh, sw, ph, pw, dh, dw, params.groups)
+        ctx.geometry = (kernel, *params.kernel_args())
         return out
 
     @staticmethod
@@ -149,16 +142,12 @@ class _ConvTranspose2d(Function):
     def forward(ctx, x, weight, bias, params, out_hw, algorithm):
         kernel = KERNELS[algorithm]
         x, weight = kernel_ready(x), kernel_ready(weight)
-        sh, sw = params.stride
-        ph, pw = params.padding
-        dh, dw = params.dilation
         out = np.empty((x.shape[0], params.c_in) + out_hw, dtype=x.dtype)
-        kernel.backward_input(x, weight, out, sh, sw, ph, pw, dh, dw, params.groups,
-                              get_num_threads())
+        kernel.backward_input(x, weight, out, *params.kernel_args(), get_num_threads())
         if bias is not None:
             out += np.asarray(bias).reshape(1, -1, 1, 1)
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (kernel, sh, sw, ph, pw, dh, dw, params.groups)
+        ctx.geometry = (kernel, *params.kernel_args())
         return out
 
     @staticmethod

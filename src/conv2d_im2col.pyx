@@ -11,6 +11,14 @@ point (gemm.h, fc_?gemm_im2col), which packs B's cache blocks straight from the 
 column matrix (2.4 MB per 64-channel 32x32 image, larger than L2) is then neither written nor
 read back, and the packed values, hence the results, are those of im2col + gemm.
 
+Stride 1 with little junk (at most a quarter more columns) takes the row-offset form of
+_padded.pxd instead: the image is zero-padded once and the output computed on a grid of
+padded width, so every row of the column matrix is a contiguous run of the padded image and
+the GEMM packs it with plain copies. forward runs one GEMM per chunk of images (the weights
+are packed once per chunk); backward_input is the forward convolution of grad_out with the
+flipped, in/out-swapped kernel (no column matrix, no col2im); backward_weight is one GEMM per
+chunk of images over all their pixels.
+
 Level of parallelism: ONE per pass, never nested. forward and backward_input run the batch in
 parallel (each image's output belongs to one thread, which runs a single-threaded GEMM) when
 there are at least as many images as threads; otherwise images run in turn and the GEMM (over
@@ -27,13 +35,21 @@ from cython.parallel cimport prange
 from cython cimport floating
 from libc.string cimport memset
 
+from libc.stdint cimport int64_t
+import numpy as np
+
 from gemm_api cimport gemm, gemm_im2col, fc_im2col_t
 from _im2col cimport col2im_channels
+from _padded cimport pad_planes, tap_offsets, unpad_rows, widen_rows, all_finite
 from scratch cimport fc_scratch
 
 # Column workspace per thread: 16 MiB (float32: 4M entries) keeps the GEMM's B operand large
 # enough to run at full speed while bounding memory at a few tens of MB for any input.
 cdef size_t COLS_BUDGET = 16 << 20
+# backward_weight's padded images and widened gy per chunk of images: 32 MiB
+cdef size_t PADDED_BUDGET = 32 << 20
+# forward in the row-offset form: images per GEMM so that it has about this many columns
+cdef Py_ssize_t CHUNK_COLUMNS = 1024
 
 
 cdef struct Geometry:
@@ -43,6 +59,11 @@ cdef struct Geometry:
     bint direct_cols      # 1x1, stride 1, no padding: the image itself is the column matrix
     Py_ssize_t rows       # output rows per block of backward_input's column matrix
     fc_im2col_t cols      # one group of one image as the GEMM's implicit B operand
+    # the row-offset form (_padded.pxd): stride 1, little junk; pcols.rowoff is set by the
+    # caller (set_taps) to an array of K offsets that it keeps alive during the call
+    bint padded
+    Py_ssize_t Hp, Wp, NP, plane, xsize   # padded plane, columns OH*Wp, image + tail
+    fc_im2col_t pcols
 
 
 cdef Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssize_t W,
@@ -60,6 +81,15 @@ cdef Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssiz
     g.cols.C, g.cols.H, g.cols.W, g.cols.OW, g.cols.oh0 = g.cin_g, H, W, OW, 0
     g.cols.kh, g.cols.kw, g.cols.sh, g.cols.sw = kh, kw, sh, sw
     g.cols.ph, g.cols.pw, g.cols.dh, g.cols.dw = ph, pw, dh, dw
+    g.cols.rowoff, g.cols.seg, g.cols.segstride = NULL, 0, 0
+    g.Hp, g.Wp = H + 2 * ph, W + 2 * pw
+    g.plane, g.NP = g.Hp * g.Wp, OH * g.Wp
+    # 16 spare entries: the junk columns of the last tap read (kw - 1) * dw past the planes
+    g.xsize = C_in * g.plane + (kw - 1) * dw + 16
+    g.padded = (sh == 1 and sw == 1 and not g.direct_cols and OH > 0 and OW > 0 and g.K > 0
+                and (g.Wp - OW) * 4 <= OW)
+    g.pcols = g.cols
+    g.pcols.seg, g.pcols.segstride = g.NP, 0
     g.rows = OH
     if not g.direct_cols and g.K * OW > 0:
         g.rows = <Py_ssize_t>(COLS_BUDGET // (<size_t>g.K * OW * itemsize))
@@ -102,6 +132,83 @@ cdef int forward_image(const floating *x, const floating *w, const floating *bia
     return 0
 
 
+cdef int forward_chunk_padded(const floating *x, const floating *w, const floating *bias,
+                              floating *y, Geometry *g, Py_ssize_t nb,
+                              int n_threads) noexcept nogil:
+    """forward of nb consecutive images in the row-offset form: pad them into this thread's
+    scratch (one segment each), one GEMM per group over all their columns (the weights are
+    packed once per chunk, not per image), then drop the junk columns."""
+    cdef Py_ssize_t grp, i, ld = nb * g.NP
+    cdef Py_ssize_t S = (g.xsize + 15) // 16 * 16
+    cdef floating *xp = <floating *>fc_scratch(1, nb * S * sizeof(floating))
+    cdef floating *yt = <floating *>fc_scratch(2, <size_t>g.cout_g * ld * sizeof(floating))
+    cdef fc_im2col_t cols = g.pcols
+    if xp == NULL or yt == NULL:
+        return -1
+    cols.segstride = S
+    for i in range(nb):
+        pad_planes(x + i * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Wp, xp + i * S,
+                   S)
+    for grp in range(g.groups):
+        if gemm_im2col(False, False, g.cout_g, ld, g.K, 1, w + grp * g.cout_g * g.K, g.K,
+                       xp + grp * g.cin_g * g.plane, &cols, 0, yt, ld, n_threads) != 0:
+            return -1
+        for i in range(nb):
+            unpad_rows(yt + i * g.NP, ld, g.Wp,
+                       y + (i * g.C_out + grp * g.cout_g) * g.P, g.cout_g, g.OH, g.OW,
+                       bias + grp * g.cout_g if bias != NULL else NULL)
+    return 0
+
+
+cdef int run_forward(const floating *x, const floating *w, const floating *bias, floating *y,
+                     Geometry *g, int n_threads) noexcept nogil:
+    """forward over the batch: images (or chunks of images) in parallel when there are at
+    least n_threads of them (each thread writes only its images' planes), else in turn with
+    a parallel GEMM. Chunking never changes results: every output element is reduced over
+    the same K in the same order whatever the GEMM's width. 0, or -1: no memory."""
+    cdef Py_ssize_t n, nb = 1, nchunks = g.N
+    cdef Py_ssize_t xs = g.C_in * g.H * g.W, ys = g.C_out * g.P
+    cdef int failed = 0
+    if g.padded:
+        # about CHUNK_COLUMNS columns per GEMM, in a number of chunks that the threads share
+        # evenly
+        nb = max(1, min(g.N, (CHUNK_COLUMNS + g.NP - 1) // g.NP))
+        nchunks = (g.N + nb - 1) // nb
+        if n_threads > 1 and g.N >= n_threads:
+            nchunks = (nchunks + n_threads - 1) // n_threads * n_threads
+        nb = (g.N + nchunks - 1) // nchunks
+        nchunks = (g.N + nb - 1) // nb
+    if nchunks >= n_threads and n_threads > 1:
+        for n in prange(nchunks, num_threads=n_threads, schedule="static"):
+            if g.padded:
+                failed += forward_chunk_padded(x + n * nb * xs, w, bias, y + n * nb * ys, g,
+                                               min(nb, g.N - n * nb), 1) != 0
+            else:
+                failed += forward_image(x + n * xs, w, bias, y + n * ys, g, 1) != 0
+    else:
+        for n in range(nchunks):
+            if g.padded:
+                failed = forward_chunk_padded(x + n * nb * xs, w, bias, y + n * nb * ys, g,
+                                              min(nb, g.N - n * nb), n_threads) != 0
+            else:
+                failed = forward_image(x + n * xs, w, bias, y + n * ys, g, n_threads) != 0
+            if failed:
+                break
+    return -1 if failed else 0
+
+
+cdef int64_t[::1] set_taps(Geometry *g):
+    """The tap offsets of the row-offset form (None when g does not use it); the caller
+    keeps the returned array alive while g is in use."""
+    cdef int64_t[::1] taps
+    if not g.padded:
+        return None
+    taps = np.empty(g.K, np.int64)
+    tap_offsets(&taps[0], g.cin_g, g.kh, g.kw, g.dh, g.dw, g.Hp, g.Wp)
+    g.pcols.rowoff = &taps[0]
+    return taps
+
+
 def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
             const floating[:, :, :, ::1] weight,   # IN  (C_out, C_in // groups, kh, kw)
             const floating[::1] bias,              # IN  (C_out,) or length 0: no bias
@@ -114,24 +221,16 @@ def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                                     out.shape[1], out.shape[2], out.shape[3],
                                     weight.shape[2], weight.shape[3], stride_h, stride_w,
                                     pad_h, pad_w, dil_h, dil_w, groups, sizeof(floating))
-    cdef Py_ssize_t n
     cdef int failed = 0
     cdef const floating *b = NULL
     if g.N == 0 or g.C_out == 0 or g.P == 0:
         return
     if bias.shape[0] > 0:
         b = &bias[0]
+    taps = set_taps(&g)
     with nogil:
-        if g.N >= n_threads and n_threads > 1:
-            for n in prange(g.N, num_threads=n_threads, schedule="static"):
-                failed += forward_image(&x[n, 0, 0, 0], &weight[0, 0, 0, 0], b,
-                                        &out[n, 0, 0, 0], &g, 1) != 0
-        else:
-            for n in range(g.N):
-                if forward_image(&x[n, 0, 0, 0], &weight[0, 0, 0, 0], b, &out[n, 0, 0, 0],
-                                 &g, n_threads) != 0:
-                    failed = 1
-                    break
+        failed = run_forward(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], b, &out[0, 0, 0, 0], &g,
+                             n_threads)
     if failed:
         raise MemoryError("conv2d_im2col.forward: cannot allocate the column workspace")
 
@@ -198,6 +297,30 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
         g.direct_cols = False
         g.rows = make_geometry(g.N, g.C_in, g.H, g.W, g.C_out, g.OH, g.OW, 1, 1, 1, 1, 0, 0,
                                1, 1, 1, sizeof(floating)).rows
+    # Stride 1: the input gradient is the forward convolution of grad_out (zero-padded by
+    # dilation*(k-1) - padding) with the flipped, in/out-swapped kernel; in the row-offset
+    # form that needs neither column matrix nor col2im.
+    cdef Geometry gt
+    cdef const floating[:, :, :, ::1] wt
+    if stride_h == 1 and stride_w == 1 and g.cin_g >= 8 and pad_h <= dil_h * (g.kh - 1) and \
+            pad_w <= dil_w * (g.kw - 1) and g.H == g.OH + dil_h * (g.kh - 1) - 2 * pad_h and \
+            g.W == g.OW + dil_w * (g.kw - 1) - 2 * pad_w:
+        gt = make_geometry(g.N, g.C_out, g.OH, g.OW, g.C_in, g.H, g.W, g.kh, g.kw, 1, 1,
+                           dil_h * (g.kh - 1) - pad_h, dil_w * (g.kw - 1) - pad_w, dil_h,
+                           dil_w, groups, sizeof(floating))
+        if gt.padded:
+            wt = np.ascontiguousarray(
+                np.asarray(weight).reshape(groups, g.cout_g, g.cin_g, g.kh, g.kw)
+                .transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]
+                .reshape(g.C_in, g.cout_g, g.kh, g.kw))
+            taps = set_taps(&gt)
+            with nogil:
+                failed = run_forward(&grad_out[0, 0, 0, 0], &wt[0, 0, 0, 0], NULL,
+                                     &grad_in[0, 0, 0, 0], &gt, n_threads)
+            if failed:
+                raise MemoryError("conv2d_im2col.backward_input: cannot allocate the "
+                                  "padded workspace")
+            return
     with nogil:
         if g.N >= n_threads and n_threads > 1:
             for n in prange(g.N, num_threads=n_threads, schedule="static"):
@@ -211,6 +334,41 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
                     break
     if failed:
         raise MemoryError("conv2d_im2col.backward_input: cannot allocate the column workspace")
+
+
+cdef int backward_weight_padded(const floating *x, const floating *gy, floating *gw,
+                                Geometry *g, int n_threads) noexcept nogil:
+    """backward_weight in the row-offset form: a chunk of images is padded into one
+    workspace (images segstride apart) and its gy widened to the padded-width grid (zeros in
+    the junk columns), so gW += gy' @ cols'^T is ONE GEMM per group over the chunk's pixels,
+    large enough to run at full speed and to split well over threads. Chunks bound the
+    workspace; their count depends on the shape only, so the summation order does too."""
+    cdef Py_ssize_t S = (g.xsize + 15) // 16 * 16       # padded image stride (aligned)
+    cdef Py_ssize_t per = (S + g.C_out * g.NP) * sizeof(floating)
+    cdef Py_ssize_t nb = max(1, min(g.N, <Py_ssize_t>(PADDED_BUDGET // per)))
+    cdef Py_ssize_t n0, nc, i, grp, ld
+    cdef floating *xp = <floating *>fc_scratch(1, nb * S * sizeof(floating))
+    cdef floating *gyp = <floating *>fc_scratch(2, nb * g.C_out * g.NP * sizeof(floating))
+    cdef fc_im2col_t cols = g.pcols
+    if xp == NULL or gyp == NULL:
+        return -1
+    cols.segstride = S
+    n0 = 0
+    while n0 < g.N:
+        nc = min(nb, g.N - n0)
+        ld = nc * g.NP
+        for i in prange(nc, num_threads=n_threads, schedule="static"):
+            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Wp,
+                       xp + i * S, S)
+            widen_rows(gy + (n0 + i) * g.C_out * g.P, g.C_out, g.OH, g.OW, g.Wp,
+                       gyp + i * g.NP, ld)
+        for grp in range(g.groups):
+            if gemm_im2col(False, True, g.cout_g, g.K, ld, 1, gyp + grp * g.cout_g * ld, ld,
+                           xp + grp * g.cin_g * g.plane, &cols, 0 if n0 == 0 else 1,
+                           gw + grp * g.cout_g * g.K, g.K, n_threads) != 0:
+                return -1
+        n0 += nc
+    return 0
 
 
 def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
@@ -236,6 +394,20 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
         return
     if g.N == 0 or g.P == 0:
         grad_weight[...] = 0
+        return
+    # The row-offset form multiplies the junk columns' zeros in gy' by real pixels: exact
+    # unless a pixel is infinite or NaN (0 * inf = NaN), so such inputs take the general path.
+    if g.padded:
+        with nogil:
+            g.padded = all_finite(&x[0, 0, 0, 0], g.N * g.C_in * g.H * g.W)
+    if g.padded:
+        taps = set_taps(&g)
+        with nogil:
+            failed = backward_weight_padded(&x[0, 0, 0, 0], &grad_out[0, 0, 0, 0], gw, &g,
+                                            n_threads)
+        if failed:
+            raise MemoryError("conv2d_im2col.backward_weight: cannot allocate the padded "
+                              "workspace")
         return
     with nogil:
         for n in range(g.N):

@@ -29,10 +29,19 @@ void fc_dgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, double 
  *     oh = oh0 + q / OW, ow = q % OW.
  * fc_?gemm_im2col(..., x, geo, ...) computes exactly what fc_?gemm computes on that explicit
  * matrix (op(B) = B, or B^T when trans_b), packing B's panels straight from x. Returns 0, or
- * -1 when a packing buffer cannot be allocated (C is then unspecified). */
+ * -1 when a packing buffer cannot be allocated (C is then unspecified).
+ *
+ * Row-offset form, when rowoff != NULL (the other fields are then unused): B is the matrix
+ *     B[r, t] = x[rowoff[r] + (t / seg) * segstride + t % seg],
+ * every row a contiguous run of x per segment of seg columns. A stride-1 convolution over a
+ * zero-padded image (C, Hp, Wp), computed on the output grid of padded width OH x Wp, has
+ * rowoff[(c*kh + i)*kw + j] = c*Hp*Wp + i*dh*Wp + j*dw; segments lay several images end to
+ * end along t (segstride apart in x). */
 typedef struct {
     int64_t C, H, W, OW, oh0;
     int kh, kw, sh, sw, ph, pw, dh, dw;
+    const int64_t *rowoff;
+    int64_t seg, segstride;
 } fc_im2col_t;
 
 int fc_sgemm_im2col(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

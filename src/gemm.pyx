@@ -73,6 +73,7 @@ def gemm_im2col(const floating[:, :] a, const floating[:, :, ::1] x, floating[:,
     geo.C, geo.H, geo.W, geo.OW, geo.oh0 = x.shape[0], x.shape[1], x.shape[2], OW, oh0
     geo.kh, geo.kw, geo.sh, geo.sw = kh, kw, stride_h, stride_w
     geo.ph, geo.pw, geo.dh, geo.dw = pad_h, pad_w, dil_h, dil_w
+    geo.rowoff, geo.seg, geo.segstride = NULL, 0, 0
     cdef int64_t lda = _leading_dim(a, "a")
     cdef int64_t ldc = _leading_dim(c, "c")
     cdef const floating *pa = &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
@@ -84,6 +85,45 @@ def gemm_im2col(const floating[:, :] a, const floating[:, :, ::1] x, floating[:,
                           <floating>beta, pc, ldc, n_threads)
     if rc != 0:
         raise MemoryError("gemm_im2col: cannot allocate the packing buffers")
+
+
+def gemm_rows(const floating[:, :] a, const floating[::1] x, const int64_t[::1] rowoff,
+              int64_t seg, int64_t segstride, int64_t ncols, floating[:, :] c,
+              bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0,
+              int n_threads=1):
+    """c = alpha * op(a) @ op(B) + beta * c for the row-offset B of gemm.h:
+    B[r, t] = x[rowoff[r] + (t // seg) * segstride + t % seg], len(rowoff) x ncols, packed
+    straight from x. a # IN, x # IN, c # OUT (not read when beta == 0)."""
+    cdef fc_im2col_t geo
+    cdef int64_t rows = rowoff.shape[0]
+    cdef int64_t M = a.shape[1] if trans_a else a.shape[0]
+    cdef int64_t K = a.shape[0] if trans_a else a.shape[1]
+    cdef int64_t Kb = ncols if trans_b else rows
+    cdef int64_t N = rows if trans_b else ncols
+    if Kb != K or c.shape[0] != M or c.shape[1] != N:
+        raise ValueError(f"gemm_rows: expected op(a) (M, K) @ op(B) (K, N) -> c (M, N), "
+                         f"got op(a) {(M, K)}, op(B) {(Kb, N)}, c {(c.shape[0], c.shape[1])}")
+    if rows == 0 or seg <= 0 or segstride < 0 or ncols < 0:
+        raise ValueError(f"gemm_rows: expected len(rowoff) > 0, seg > 0, segstride >= 0, "
+                         f"ncols >= 0, got {rows}, {seg}, {segstride}, {ncols}")
+    if ncols > 0:
+        last = (ncols - 1) // seg * segstride + min(seg, ncols) - 1
+        if min(rowoff) < 0 or max(rowoff) + last >= x.shape[0]:
+            raise ValueError(f"gemm_rows: B reads x[{min(rowoff)} .. {max(rowoff) + last}], "
+                             f"outside x of length {x.shape[0]}")
+    geo.rowoff = &rowoff[0]
+    geo.seg, geo.segstride = seg, segstride
+    cdef int64_t lda = _leading_dim(a, "a")
+    cdef int64_t ldc = _leading_dim(c, "c")
+    cdef const floating *pa = &a[0, 0] if a.shape[0] > 0 and a.shape[1] > 0 else NULL
+    cdef const floating *px = &x[0] if x.shape[0] > 0 else NULL
+    cdef floating *pc = &c[0, 0] if c.shape[0] > 0 and c.shape[1] > 0 else NULL
+    cdef int rc
+    with nogil:
+        rc = _gemm_im2col(trans_a, trans_b, M, N, K, <floating>alpha, pa, lda, px, &geo,
+                          <floating>beta, pc, ldc, n_threads)
+    if rc != 0:
+        raise MemoryError("gemm_rows: cannot allocate the packing buffers")
 
 
 def simd_targets():

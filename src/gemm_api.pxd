@@ -12,6 +12,8 @@ cdef extern from "gemm.h" nogil:
     ctypedef struct fc_im2col_t:
         int64_t C, H, W, OW, oh0
         int kh, kw, sh, sw, ph, pw, dh, dw
+        const int64_t *rowoff
+        int64_t seg, segstride
     int fc_sgemm_im2col(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *x, const fc_im2col_t *geo,
                         float beta, float *C, int64_t ldc, int n_threads) noexcept

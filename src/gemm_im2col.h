@@ -151,6 +151,80 @@ FC_TAP_RUN(FN(tap_run512), FC_COMMA target("avx512f"), FC_RUN_512)
 FC_PACK_IM2COL(_512, __attribute__((target("avx512f"))), FN(tap_run512))
 #endif
 
+/* ------------------------------------------------------------------------------------------
+ * Row-offset form (geo->rowoff != NULL): B[r, t] = x[rowoff[r] + (t / seg) * segstride +
+ * t % seg]. A stride-1 convolution over a zero-padded copy of the image, computed on a grid
+ * of padded width (junk columns included and dropped by the caller), has exactly this B:
+ * every row is a contiguous run of the padded image per segment (segments: images). Packing
+ * is then plain copies, with no bounds, zeros or divisions per element.
+ * ------------------------------------------------------------------------------------------ */
+
+/* d[0 .. n) = B[row with offset off, columns t0 .. t0+n) */
+static inline void FN(rows_copy)(const FC_T *x, const fc_im2col_t *g, int64_t off, int64_t t0,
+                                 int64_t n, FC_T *restrict d)
+{
+    int64_t s = t0 / g->seg, q = t0 - s * g->seg;
+    while (n > 0) {
+        int64_t len = g->seg - q < n ? g->seg - q : n;
+        memcpy(d, x + off + s * g->segstride + q, sizeof(FC_T) * len);
+        d += len;
+        n -= len;
+        ++s;
+        q = 0;
+    }
+}
+
+/* pack_b, trans_b == 0: rows [p0, p0+kc) are k, columns [j0, j0+nc) the panels' lanes.
+ * A panel inside one segment is a fixed-size copy (a few vector moves). */
+static inline __attribute__((always_inline)) void
+FN(pack_rows_n_w)(const FC_T *x, const fc_im2col_t *g, int64_t p0, int64_t kc, int64_t j0,
+                  int64_t nc, FC_T *restrict dst, const int W)
+{
+    int64_t full = nc / W, rest = nc - full * W;
+    for (int64_t k = 0; k < kc; ++k) {
+        const FC_T *src = x + g->rowoff[p0 + k];
+        FC_T *d = dst + k * W;
+        int64_t p = 0, t = j0, s = t / g->seg, q = t - s * g->seg;
+        for (; p < full; ++p, d += kc * W, t += W) {
+            if (q + W <= g->seg) {
+                memcpy(d, src + s * g->segstride + q, sizeof(FC_T) * W);
+                q += W;
+                if (q == g->seg) {
+                    q = 0;
+                    ++s;
+                }
+            } else {
+                FN(rows_copy)(x, g, g->rowoff[p0 + k], t, W, d);
+                s = (t + W) / g->seg;
+                q = t + W - s * g->seg;
+            }
+        }
+        if (rest) {
+            FN(rows_copy)(x, g, g->rowoff[p0 + k], t, rest, d);
+            for (int j = (int)rest; j < W; ++j)
+                d[j] = 0;
+        }
+    }
+}
+
+static void FN(pack_b_rows)(const FN(cfg_t) *g, int trans_b, const FC_T *x,
+                            const fc_im2col_t *geo, int64_t p0, int64_t kc, int64_t j0,
+                            int64_t nc, FC_T *dst, FC_T *tmp)
+{
+    if (!trans_b) {
+        FC_PACK_SWITCH(FN(pack_rows_n_w), g->nr, x, geo, p0, kc, j0, nc, dst)
+        return;
+    }
+    /* trans_b: k = columns t [p0, p0+kc), lanes = rows [j0, j0+nc): each panel's rows are
+     * gathered as contiguous runs into tmp (nr x kc), then transposed into the panel. */
+    for (int64_t q = 0; q < nc; q += g->nr, dst += kc * g->nr) {
+        int64_t n = nc - q < g->nr ? nc - q : g->nr;
+        for (int64_t r = 0; r < n; ++r)
+            FN(rows_copy)(x, geo, geo->rowoff[j0 + q + r], p0, kc, tmp + r * kc);
+        FN(pack_t)(tmp, kc, n, kc, dst, g->nr);
+    }
+}
+
 static void FN(pack_b_im2col)(const FN(cfg_t) *g, int trans_b, const FC_T *x,
                               const fc_im2col_t *geo, int64_t p0, int64_t kc, int64_t j0,
                               int64_t nc, FC_T *dst, FC_T *tmp)
@@ -160,6 +234,10 @@ static void FN(pack_b_im2col)(const FN(cfg_t) *g, int trans_b, const FC_T *x,
 #else
     int simd = 0;
 #endif
+    if (geo->rowoff) {
+        FN(pack_b_rows)(g, trans_b, x, geo, p0, kc, j0, nc, dst, tmp);
+        return;
+    }
     if (!trans_b) {
 #if FC_X86
         if (simd) {

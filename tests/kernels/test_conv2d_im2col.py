@@ -1,0 +1,90 @@
+"""fastconv._ext.conv2d_im2col's row-offset form (stride 1: padded image, padded-width grid).
+
+The kernel picks it by itself for stride-1 layers with little junk (src/_padded.pxd): forward
+in chunks of images, backward_input as the forward convolution of grad_out with the flipped
+kernel, backward_weight as one GEMM over a chunk's pixels. Each pass is checked against the
+NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
+with the geometries on both sides of every switch: junk share, cin_g >= 8 for
+backward_input, padding > dilation*(k-1), non-finite inputs for backward_weight.
+"""
+import numpy as np
+import pytest
+
+from fastconv._ext import conv2d_direct as D
+from fastconv._ext import conv2d_im2col as K
+from fastconv.reference import conv as R
+from fctest import assert_close
+
+# (N, C_in, H, W, C_out, kh, kw, padding, dilation, groups)
+CASES = [
+    (3, 16, 14, 14, 8, 3, 3, (1, 1), (1, 1), 1),     # padded form, 3 images per chunk
+    (2, 8, 8, 8, 12, 3, 3, (1, 1), (1, 1), 1),       # 8x8: 25% junk, still the padded form
+    (5, 16, 9, 11, 16, 3, 3, (2, 2), (2, 2), 2),     # dilation, groups, odd sizes
+    (2, 9, 12, 7, 6, 2, 4, (0, 3), (1, 1), 3),       # asymmetric kernel and padding
+    (4, 1, 28, 28, 6, 5, 5, (2, 2), (1, 1), 1),      # lenet_c1: C_in = 1
+    (3, 6, 14, 14, 16, 5, 5, (0, 0), (1, 1), 1),     # lenet_c2: too much junk, general path
+    (2, 8, 6, 6, 8, 3, 3, (4, 4), (1, 1), 1),        # padding > dilation*(k-1)
+    (1, 24, 5, 5, 32, 3, 3, (1, 1), (1, 1), 1),      # N = 1 < threads: parallel GEMM
+    (17, 8, 4, 4, 8, 3, 3, (1, 1), (1, 1), 1),       # many small images: several chunks
+]
+
+def _arrays(case, dtype, rng):
+    n, c_in, h, w, c_out, kh, kw, p, d, g = case
+    oh, ow = h + 2 * p[0] - d[0] * (kh - 1), w + 2 * p[1] - d[1] * (kw - 1)
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    wt = rng.standard_normal((c_out, c_in // g, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    gy = rng.standard_normal((n, c_out, oh, ow)).astype(dtype)
+    return x, wt, b, gy, (1, 1, *p, *d, g)
+
+
+def _passes(mod, x, w, b, gy, geo, threads):
+    y = np.empty(gy.shape, x.dtype)
+    mod.forward(x, w, b, y, *geo, threads)
+    gx = np.full_like(x, np.nan)
+    mod.backward_input(gy, w, gx, *geo, threads)
+    gw = np.full_like(w, np.nan)
+    mod.backward_weight(x, gy, gw, *geo, threads)
+    return y, gx, gw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_matches_reference_and_direct(case, dtype, rng):
+    x, w, b, gy, geo = _arrays(case, dtype, rng)
+    p, d, g = geo[2:4], geo[4:6], geo[6]
+    want = (R.conv2d(x, w, b, 1, p, d, g),
+            R.conv2d_backward_input(gy, w, x.shape, 1, p, d, g),
+            R.conv2d_backward_weight(x, gy, w.shape, 1, p, d, g))
+    got = _passes(K, x, w, b, gy, geo, 2)
+    direct = _passes(D, x, w, b, gy, geo, 2)
+    for name, a, r, o in zip(("forward", "backward_input", "backward_weight"), got, want,
+                             direct):
+        assert_close(a, r, what=name)
+        assert_close(a, o, what=name + " vs conv2d_direct")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bit_identical_for_any_thread_count(case, rng):
+    x, w, b, gy, geo = _arrays(case, np.float32, rng)
+    first = _passes(K, x, w, b, gy, geo, 1)
+    for threads in (2, 3, 4):
+        for a, o in zip(first, _passes(K, x, w, b, gy, geo, threads)):
+            np.testing.assert_array_equal(a, o)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_backward_weight_with_non_finite_input_matches_reference(bad, rng):
+    """The padded form's junk columns multiply zeros by real pixels; a non-finite pixel that
+    only junk columns see would turn 0 * inf into NaN, so such inputs take the general path.
+    Column W-1 is seen by the junk of tap j = 0 and by no real column of it."""
+    x, w, b, gy, geo = _arrays((2, 8, 8, 8, 4, 3, 3, (1, 1), (1, 1), 1), np.float32, rng)
+    x[1, 3, 4, 7] = bad
+    gw = np.empty_like(w)
+    K.backward_weight(x, gy, gw, *geo, 2)
+    want = R.conv2d_backward_weight(x, gy, w.shape, 1, 1, 1, 1)
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(gw), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite.any()
+    assert_close(gw[finite], want[finite], what="finite entries")

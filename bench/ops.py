@@ -1,7 +1,7 @@
 """Ops suite: pooling, BatchNorm and ReLU, forward and backward, in GB/s.
 
-GB/s counts the bytes an op must read and write (inputs, outputs, saved indices) over its
-time: the memory-bound figure of merit for these layers. Forward is the public op under
+GB/s counts the bytes an op must read and write (inputs, outputs, and the saved indices that
+max pooling's backward reads) over its time: the memory-bound figure of merit for these layers. Forward is the public op under
 ``no_grad``; backward is the recorded node's backward (what ``Tensor.backward`` runs).
 Baselines: the NumPy reference, and PyTorch when installed (forward under ``no_grad``,
 backward through ``torch.autograd.grad`` on a retained graph).
@@ -77,9 +77,9 @@ class MaxPool(Op):
         return torch.nn.functional.max_pool2d(x, self.k, self.s, self.p)
 
     def bytes(self):
+        # forward runs under no_grad: no index is stored; backward reads the saved int64 ones
         fwd, bwd = super().bytes()
-        idx = int(np.prod(self.out_shape)) * 8
-        return fwd + idx, bwd + idx
+        return fwd, bwd + int(np.prod(self.out_shape)) * 8
 
 
 class AvgPool(Op):

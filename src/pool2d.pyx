@@ -36,6 +36,7 @@ from libc.math cimport INFINITY
 
 from _pool2d_helpers cimport (Geom, _geom, _interior_cols, _max_elem, _fold2, _fold3,
                               _has_nan, _avg_window, _avg_elem)
+from scratch cimport fc_scratch
 
 
 cdef enum:
@@ -92,8 +93,10 @@ cdef Py_ssize_t _max_row(const Geom* g, const floating** rows, const int* rel, i
     return 0
 
 
-cdef void _max_plane(const Geom* g, const floating* xp, floating* op,
-                     int64_t* ip) noexcept nogil:
+cdef void _max_plane(const Geom* g, const floating* xp, floating* op, int64_t* ip,
+                     Py_ssize_t irow_stride) noexcept nogil:
+    """One plane; the indices of row oh go to ip + oh * irow_stride (stride 0: one scratch
+    row that every row overwrites, when the caller wants no indices)."""
     cdef Py_ssize_t oh, ow, ih, first, lo = 0, hi = 0
     cdef floating* orow
     cdef int64_t* irow
@@ -108,7 +111,7 @@ cdef void _max_plane(const Geom* g, const floating* xp, floating* op,
         fast = lo < hi
     for oh in range(g.OH):
         orow = op + oh * g.OW
-        irow = ip + oh * g.OW
+        irow = ip + oh * irow_stride
         nr = 0
         first = 0
         if fast:
@@ -143,28 +146,43 @@ cdef void _max_backward_plane(const floating* gyp, const int64_t* ip, floating* 
 
 def max_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                 floating[:, :, :, ::1] out,       # OUT (N, C, OH, OW)
-                int64_t[:, :, :, ::1] indices,    # OUT (N, C, OH, OW)
+                int64_t[:, :, :, ::1] indices,    # OUT (N, C, OH, OW), or None: not wanted
                 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                 int n_threads):
     """out = max over each window, indices = flat ``ih * W + iw`` of that maximum.
 
-    ``out`` and ``indices`` are fully overwritten. Parallel over the N*C planes: each
-    iteration writes only its own output and index planes.
+    ``out`` and ``indices`` are fully overwritten. With ``indices=None`` (inference) no index
+    is stored: each thread's row kernels write them into one L1-resident scratch row, so
+    the pass moves only x and out. Parallel over the N*C planes: each iteration writes only
+    its own output and index planes (or its thread's scratch row).
     """
     cdef Geom g
     cdef Py_ssize_t p, P = x.shape[0] * x.shape[1], HW, OHW
     cdef const floating* xp
     cdef floating* op
-    cdef int64_t* ip
+    cdef int64_t* ip = NULL
+    cdef bint keep = indices is not None
+    cdef int failed = 0
     _geom(&g, x.shape[2], x.shape[3], out.shape[2], out.shape[3], kh, kw, sh, sw, ph, pw,
           dh, dw)
     HW, OHW = g.H * g.W, g.OH * g.OW
     if P == 0 or OHW == 0:
         return
     with nogil:
-        xp, op, ip = &x[0, 0, 0, 0], &out[0, 0, 0, 0], &indices[0, 0, 0, 0]
-        for p in prange(P, num_threads=n_threads, schedule="static"):
-            _max_plane(&g, xp + p * HW, op + p * OHW, ip + p * OHW)
+        xp, op = &x[0, 0, 0, 0], &out[0, 0, 0, 0]
+        if keep:
+            ip = &indices[0, 0, 0, 0]
+            for p in prange(P, num_threads=n_threads, schedule="static"):
+                _max_plane(&g, xp + p * HW, op + p * OHW, ip + p * OHW, g.OW)
+        else:
+            for p in prange(P, num_threads=n_threads, schedule="static"):
+                ip = <int64_t*>fc_scratch(0, g.OW * sizeof(int64_t))
+                if ip == NULL:
+                    failed += 1
+                else:
+                    _max_plane(&g, xp + p * HW, op + p * OHW, ip, 0)
+    if failed:
+        raise MemoryError("pool2d.max_forward: cannot allocate a scratch row")
 
 
 def max_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)

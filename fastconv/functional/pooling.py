@@ -98,10 +98,13 @@ class _MaxPool2d(Function):
     """Max pooling; saves the argmax indices (int64), returns them as an extra output."""
 
     @staticmethod
-    def forward(ctx, x, geometry, out_hw):
+    def forward(ctx, x, geometry, out_hw, return_indices=True):
         x = kernel_ready(x)
         shape = x.shape[:2] + out_hw
-        out, idx = np.empty(shape, x.dtype), np.empty(shape, np.int64)
+        out = np.empty(shape, x.dtype)
+        # inference without return_indices stores no index: half the bytes written
+        keep = return_indices or ctx.needs_input_grad[0]
+        idx = np.empty(shape, np.int64) if keep else None
         _k.max_forward(x, out, idx, *geometry, get_num_threads())
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(idx)
@@ -301,7 +304,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                                    ceil_mode, return_indices))
     k, s, p, d, out = _window_args(op, input, kernel_size, stride, padding, dilation,
                                    ceil_mode)
-    y, idx = _MaxPool2d.apply(input, geometry=(*k, *s, *p, *d), out_hw=out)
+    y, idx = _MaxPool2d.apply(input, geometry=(*k, *s, *p, *d), out_hw=out,
+                              return_indices=bool(return_indices))
     return (y, idx) if return_indices else y
 
 

@@ -65,6 +65,9 @@ def test_max_forward_backward_grid(dtype, hw, rng):
         what = (kernel, s, p, d, ceil)
         assert np.array_equal(out, ro), what
         assert np.array_equal(idx, ri), what
+        values_only = np.full(out.shape, np.nan, dtype)      # inference: no indices stored
+        k.max_forward(x, values_only, None, kh, kw, s, s, p, p, d, d, 2)
+        assert np.array_equal(values_only, ro), what
         gy = rng.standard_normal(out.shape).astype(dtype)
         gx = np.full(x.shape, np.nan, dtype)
         k.max_backward(gy, idx, gx, 2)

@@ -149,6 +149,19 @@ def test_no_grad_saves_nothing(rng):
     assert not y.requires_grad
 
 
+def test_max_pool_inference_path_matches_training_path(rng):
+    """Without grad and return_indices the kernel stores no index; values must not change,
+    and return_indices under no_grad still returns them."""
+    x = rng.standard_normal((2, 3, 11, 13)).astype(np.float32)
+    train_y, train_idx = P.max_pool2d(fc.Tensor(x, requires_grad=True), 3, 2, 1,
+                                      return_indices=True)
+    with fc.no_grad():
+        y = P.max_pool2d(x, 3, 2, 1)
+        y2, idx = P.max_pool2d(x, 3, 2, 1, return_indices=True)
+    assert np.array_equal(y.data, train_y.data)
+    assert np.array_equal(y2.data, train_y.data) and np.array_equal(idx, train_idx)
+
+
 @pytest.mark.parametrize("call, exc, match", [
     (lambda x: P.max_pool2d(x[0, 0], 2), ValueError, "expected input to be 3-D or 4-D"),
     (lambda x: P.max_pool2d(x.astype(np.float16), 2), TypeError, "float16"),

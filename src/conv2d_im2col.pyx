@@ -42,62 +42,29 @@ from gemm_api cimport gemm, gemm_im2col, fc_im2col_t
 from _im2col cimport col2im_channels
 from _padded cimport pad_planes, tap_offsets, unpad_rows, widen_rows, all_finite
 from scratch cimport fc_scratch
+from _conv_geometry cimport Geometry, make_geometry
 
-# Column workspace per thread: 16 MiB (float32: 4M entries) keeps the GEMM's B operand large
-# enough to run at full speed while bounding memory at a few tens of MB for any input.
-cdef size_t COLS_BUDGET = 16 << 20
+cdef extern from "wgrad_dot.h" nogil:
+    ctypedef struct fc_wg_piece:
+        int64_t x, g, len
+    enum:
+        FC_WG_CO, FC_WG_R, FC_WG_ALIGN
+    bint fc_wg_available() noexcept
+    void fc_wg_block_f32(const float *x, const float *gy, int64_t ldg, const int64_t *off,
+                         const fc_wg_piece *pc, int64_t npieces, int nco, int nr, float *gw,
+                         int64_t ldw) noexcept
+    void fc_wg_block_f64(const double *x, const double *gy, int64_t ldg, const int64_t *off,
+                         const fc_wg_piece *pc, int64_t npieces, int nco, int nr, double *gw,
+                         int64_t ldw) noexcept
+
 # backward_weight's padded images and widened gy per chunk of images: 32 MiB
 cdef size_t PADDED_BUDGET = 32 << 20
+# backward_weight_dot: gy and x rows of one superblock fit in this much of L2, and one
+# block's rows (4 of gy, about 2 of x) in L1: at most 4 KiB of pixels per row
+cdef size_t L2_BLOCK = 1 << 20
+cdef size_t L1_PIXELS = 4096
 # forward in the row-offset form: images per GEMM so that it has about this many columns
 cdef Py_ssize_t CHUNK_COLUMNS = 1024
-
-
-cdef struct Geometry:
-    Py_ssize_t N, C_in, H, W, C_out, OH, OW
-    int kh, kw, sh, sw, ph, pw, dh, dw, groups
-    Py_ssize_t cin_g, cout_g, K, P
-    bint direct_cols      # 1x1, stride 1, no padding: the image itself is the column matrix
-    Py_ssize_t rows       # output rows per block of backward_input's column matrix
-    fc_im2col_t cols      # one group of one image as the GEMM's implicit B operand
-    # the row-offset form (_padded.pxd): stride 1, little junk; pcols.rowoff is set by the
-    # caller (set_taps) to an array of K offsets that it keeps alive during the call
-    bint padded
-    Py_ssize_t Hp, Wp, NP, plane, xsize   # padded plane, columns OH*Wp, image + tail
-    fc_im2col_t pcols
-
-
-cdef Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssize_t W,
-                            Py_ssize_t C_out, Py_ssize_t OH, Py_ssize_t OW, int kh, int kw,
-                            int sh, int sw, int ph, int pw, int dh, int dw, int groups,
-                            size_t itemsize):
-    cdef Geometry g
-    g.N, g.C_in, g.H, g.W, g.C_out, g.OH, g.OW = N, C_in, H, W, C_out, OH, OW
-    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups = kh, kw, sh, sw, ph, pw, dh, dw, groups
-    g.cin_g = C_in // groups
-    g.cout_g = C_out // groups
-    g.K = g.cin_g * kh * kw
-    g.P = OH * OW
-    g.direct_cols = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
-    g.cols.C, g.cols.H, g.cols.W, g.cols.OW, g.cols.oh0 = g.cin_g, H, W, OW, 0
-    g.cols.kh, g.cols.kw, g.cols.sh, g.cols.sw = kh, kw, sh, sw
-    g.cols.ph, g.cols.pw, g.cols.dh, g.cols.dw = ph, pw, dh, dw
-    g.cols.rowoff, g.cols.seg, g.cols.segstride = NULL, 0, 0
-    g.Hp, g.Wp = H + 2 * ph, W + 2 * pw
-    g.plane, g.NP = g.Hp * g.Wp, OH * g.Wp
-    # 16 spare entries: the junk columns of the last tap read (kw - 1) * dw past the planes
-    g.xsize = C_in * g.plane + (kw - 1) * dw + 16
-    g.padded = (sh == 1 and sw == 1 and not g.direct_cols and OH > 0 and OW > 0 and g.K > 0
-                and (g.Wp - OW) * 4 <= OW)
-    g.pcols = g.cols
-    g.pcols.seg, g.pcols.segstride = g.NP, 0
-    g.rows = OH
-    if not g.direct_cols and g.K * OW > 0:
-        g.rows = <Py_ssize_t>(COLS_BUDGET // (<size_t>g.K * OW * itemsize))
-        if g.rows < 1:
-            g.rows = 1
-        if g.rows > OH:
-            g.rows = OH
-    return g
 
 
 cdef inline void add_bias(floating *y, const floating *bias, Py_ssize_t nco,
@@ -371,6 +338,86 @@ cdef int backward_weight_padded(const floating *x, const floating *gy, floating 
     return 0
 
 
+cdef struct WgPlan:             # backward_weight_dot's blocking
+    Py_ssize_t La                # pixels per image, padded to the lane multiple
+    Py_ssize_t S                 # padded image stride in the workspace
+    Py_ssize_t T2                # pixels per superblock: gy and x rows of one stay in L2
+    Py_ssize_t nb                # images per chunk
+    Py_ssize_t max_pieces        # pieces per chunk, at most
+
+
+cdef WgPlan wg_plan(Geometry *g, size_t itemsize):
+    cdef WgPlan w
+    w.La = (g.NP + FC_WG_ALIGN - 1) // FC_WG_ALIGN * FC_WG_ALIGN
+    w.S = (g.xsize + 15) // 16 * 16
+    w.T2 = max(256, min(L1_PIXELS // itemsize,
+                        (L2_BLOCK // itemsize) // (g.C_out + g.C_in) // FC_WG_ALIGN * FC_WG_ALIGN))
+    w.nb = max(1, min(g.N, <Py_ssize_t>(PADDED_BUDGET // ((w.S + g.C_out * w.La) * itemsize))))
+    w.max_pieces = w.nb * ((w.La + w.T2 - 1) // w.T2)
+    return w
+
+
+cdef int backward_weight_dot(const floating *x, const floating *gy, floating *gw,
+                             Geometry *g, WgPlan *w, fc_wg_piece *pieces,
+                             int n_threads) noexcept nogil:
+    """backward_weight in the row-offset form as blocked dot products (wgrad_dot.h). Per
+    chunk of images: pad x, widen gy to La columns per image (zeros past OW and past NP),
+    cut the chunk into superblocks of about T2 pixels, and run every (4 channels x 6 taps)
+    block of every group over a superblock in parallel. Each block adds its sums to gw once
+    per superblock, superblocks in order: the summation order depends on the shape only."""
+    cdef Py_ssize_t n0, nc, i, ld, co, t0, npc, p0, p1, tot, pair, grp, rem, co0, r0
+    cdef Py_ssize_t cob = (g.cout_g + FC_WG_CO - 1) // FC_WG_CO
+    cdef Py_ssize_t rb = (g.K + FC_WG_R - 1) // FC_WG_R
+    cdef floating *xp = <floating *>fc_scratch(1, w.nb * w.S * sizeof(floating))
+    cdef floating *gyp = <floating *>fc_scratch(2, w.nb * g.C_out * w.La * sizeof(floating))
+    if xp == NULL or gyp == NULL:
+        return -1
+    memset(gw, 0, g.C_out * g.K * sizeof(floating))
+    n0 = 0
+    while n0 < g.N:
+        nc = min(w.nb, g.N - n0)
+        ld = nc * w.La
+        for i in prange(nc, num_threads=n_threads, schedule="static"):
+            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Wp,
+                       xp + i * w.S, w.S)
+            widen_rows(gy + (n0 + i) * g.C_out * g.P, g.C_out, g.OH, g.OW, g.Wp,
+                       gyp + i * w.La, ld)
+            for co in range(g.C_out):
+                memset(gyp + co * ld + i * w.La + g.NP, 0, (w.La - g.NP) * sizeof(floating))
+        npc = 0
+        for i in range(nc):
+            t0 = 0
+            while t0 < w.La:
+                pieces[npc].x, pieces[npc].g = i * w.S + t0, i * w.La + t0
+                pieces[npc].len = min(w.T2, w.La - t0)
+                t0 += pieces[npc].len
+                npc += 1
+        p0 = 0
+        while p0 < npc:
+            p1, tot = p0 + 1, pieces[p0].len
+            while p1 < npc and tot + pieces[p1].len <= w.T2:
+                tot += pieces[p1].len
+                p1 += 1
+            for pair in prange(g.groups * cob * rb, num_threads=n_threads, schedule="static"):
+                grp = pair // (cob * rb)
+                rem = pair % (cob * rb)
+                co0 = grp * g.cout_g + rem // rb * FC_WG_CO
+                r0 = rem % rb * FC_WG_R
+                if floating is float:
+                    fc_wg_block_f32(xp + grp * g.cin_g * g.plane, gyp + co0 * ld, ld,
+                                    g.pcols.rowoff + r0, pieces + p0, p1 - p0,
+                                    min(FC_WG_CO, (grp + 1) * g.cout_g - co0),
+                                    min(FC_WG_R, g.K - r0), gw + co0 * g.K + r0, g.K)
+                else:
+                    fc_wg_block_f64(xp + grp * g.cin_g * g.plane, gyp + co0 * ld, ld,
+                                    g.pcols.rowoff + r0, pieces + p0, p1 - p0,
+                                    min(FC_WG_CO, (grp + 1) * g.cout_g - co0),
+                                    min(FC_WG_R, g.K - r0), gw + co0 * g.K + r0, g.K)
+            p0 = p1
+        n0 += nc
+    return 0
+
+
 def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     const floating[:, :, :, ::1] grad_out, # IN  (N, C_out, OH, OW)
                     floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in // groups, kh, kw): fully overwritten
@@ -400,11 +447,22 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     if g.padded:
         with nogil:
             g.padded = all_finite(&x[0, 0, 0, 0], g.N * g.C_in * g.H * g.W)
+    cdef WgPlan plan
+    cdef int64_t[:, ::1] pieces
     if g.padded:
         taps = set_taps(&g)
-        with nogil:
-            failed = backward_weight_padded(&x[0, 0, 0, 0], &grad_out[0, 0, 0, 0], gw, &g,
-                                            n_threads)
+        # measured: the dot form wins up to 32 output channels per group, the GEMM's
+        # packing is amortised from 64 on
+        if fc_wg_available() and g.cout_g <= 32:
+            plan = wg_plan(&g, sizeof(floating))
+            pieces = np.empty((plan.max_pieces, 3), np.int64)
+            with nogil:
+                failed = backward_weight_dot(&x[0, 0, 0, 0], &grad_out[0, 0, 0, 0], gw, &g,
+                                             &plan, <fc_wg_piece *>&pieces[0, 0], n_threads)
+        else:
+            with nogil:
+                failed = backward_weight_padded(&x[0, 0, 0, 0], &grad_out[0, 0, 0, 0], gw,
+                                                &g, n_threads)
         if failed:
             raise MemoryError("conv2d_im2col.backward_weight: cannot allocate the padded "
                               "workspace")

@@ -5,15 +5,18 @@ in chunks of images, backward_input as the forward convolution of grad_out with 
 kernel, backward_weight as one GEMM over a chunk's pixels. Each pass is checked against the
 NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
 with the geometries on both sides of every switch: junk share, cin_g >= 8 for
-backward_input, padding > dilation*(k-1), non-finite inputs for backward_weight.
+backward_input, padding > dilation*(k-1), non-finite inputs for backward_weight, and its
+dot-product form (AVX-512, <= 32 channels per group) against its GEMM form.
 """
+import os
+
 import numpy as np
 import pytest
 
 from fastconv._ext import conv2d_direct as D
 from fastconv._ext import conv2d_im2col as K
 from fastconv.reference import conv as R
-from fctest import assert_close
+from fctest import assert_close, run_python
 
 # (N, C_in, H, W, C_out, kh, kw, padding, dilation, groups)
 CASES = [
@@ -26,6 +29,8 @@ CASES = [
     (2, 8, 6, 6, 8, 3, 3, (4, 4), (1, 1), 1),        # padding > dilation*(k-1)
     (1, 24, 5, 5, 32, 3, 3, (1, 1), (1, 1), 1),      # N = 1 < threads: parallel GEMM
     (17, 8, 4, 4, 8, 3, 3, (1, 1), (1, 1), 1),       # many small images: several chunks
+    (2, 8, 10, 10, 40, 3, 3, (1, 1), (1, 1), 1),     # > 32 channels: the GEMM weight grad
+    (2, 64, 6, 6, 66, 3, 3, (1, 1), (1, 1), 2),      # 33 per group: the GEMM weight grad
 ]
 
 def _arrays(case, dtype, rng):
@@ -88,3 +93,18 @@ def test_backward_weight_with_non_finite_input_matches_reference(bad, rng):
     finite = np.isfinite(want)
     assert finite.any()
     assert_close(gw[finite], want[finite], what="finite entries")
+
+
+def test_gemm_weight_gradient_when_the_dot_form_is_unavailable():
+    """Without AVX-512 (forced here) backward_weight uses the GEMM form for every width."""
+    script = (
+        "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
+        "import numpy as np, test_conv2d_im2col as t\n"
+        "for case in t.CASES:\n"
+        "    for dtype in (np.float32, np.float64):\n"
+        "        t.test_matches_reference_and_direct(case, dtype, np.random.default_rng(0))\n"
+        "print('OK')\n")
+    env = dict(os.environ, FASTCONV_SIMD_TARGET="avx2")
+    out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "OK"

@@ -21,6 +21,24 @@ def median_ms(fn, repeat=5, warmup=1, budget_s=None):
     return 1e3 * float(np.median(times))
 
 
+def interleaved_ms(fns, repeat=5, warmup=1):
+    """Median wall times (ms) of several callables timed in alternation: one repeat runs
+    each once, in forward order on even repeats and reverse order on odd ones. Slow phases
+    of a shared machine (another process taking a core for a while) then hit every callable
+    alike, so their ratios stay meaningful even when the absolute times do not."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for r in range(max(1, repeat)):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            t0 = time.perf_counter()
+            fns[i]()
+            times[i].append(time.perf_counter() - t0)
+    return [1e3 * float(np.median(t)) for t in times]
+
+
 def gemm_probe(threads):
     """GFLOP/s of fastconv's sgemm (1024^3) at ``threads``: tells whether the cores we asked
     for were really available during a run."""

@@ -30,10 +30,11 @@ from .tensor import Tensor, tensor
 from . import functional, reference
 from .functional import conv_algorithms
 from . import data, models, nn, optim
+from .fuse import fuse
 from .nn.serialization import load, save
 from .summary import summary
 
 __all__ = ["Tensor", "tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck",
            "set_num_threads", "get_num_threads", "manual_seed", "build_info",
            "conv_algorithms", "functional", "reference", "nn", "optim", "models", "data",
-           "summary", "save", "load", "__version__"]
+           "summary", "save", "load", "fuse", "__version__"]

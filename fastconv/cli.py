@@ -1,6 +1,7 @@
 """The ``fastconv`` command line: ``info``, ``bench`` and ``train``."""
 import argparse
 import json
+import os
 import sys
 
 
@@ -13,22 +14,55 @@ def _info(args):
     return 0
 
 
+def _bench_package():
+    """``fastconv.bench`` when installed; in a checkout built in place (``python -m
+    fastconv.cli`` from the source tree), the ``bench`` package beside ``fastconv/``."""
+    from importlib import import_module
+    try:
+        return import_module("fastconv.bench")
+    except ModuleNotFoundError as exc:
+        if exc.name != "fastconv.bench":
+            raise
+    import fastconv
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastconv.__file__)))
+    here = os.path.join(root, "bench")
+    if not os.path.isfile(os.path.join(here, "__init__.py")):
+        raise ModuleNotFoundError("fastconv.bench is missing: reinstall fastconv "
+                                  "(pip install .)")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    bench = import_module("bench")
+    if os.path.dirname(os.path.abspath(bench.__file__)) != here:
+        raise ModuleNotFoundError(f"fastconv.bench is missing and 'bench' is another "
+                                  f"package ({bench.__file__})")
+    return bench
+
+
 def _bench(args):
     import fastconv as fc
-    from fastconv.bench import SUITES
-    from fastconv.bench._timing import gemm_probe
-    if args.suite not in SUITES:
-        print(f"fastconv bench: unknown suite {args.suite!r}; expected one of {SUITES}",
+    bench = _bench_package()
+    if args.plot:
+        from fastconv.training.plot import matplotlib_missing
+        if matplotlib_missing():
+            print(f"fastconv bench: {matplotlib_missing()}", file=sys.stderr)
+            return 2
+    if args.compare:
+        return _bench_compare(args, bench)
+    from importlib import import_module
+    suite_name = args.suite or "conv"
+    if suite_name not in bench.SUITES:
+        print(f"fastconv bench: unknown suite {suite_name!r}; expected one of "
+              f"{bench.SUITES} (train, eval, memory and all need --compare torch)",
               file=sys.stderr)
         return 2
     if args.threads is not None:
         fc.set_num_threads(args.threads)
     threads = fc.get_num_threads()
+    gemm_probe = import_module(f"{bench.__name__}._timing").gemm_probe
     probe = {"before_1t": gemm_probe(1), "before": gemm_probe(threads)}
     print(f"GEMM probe: {probe['before_1t']:.0f} GFLOP/s at 1 thread, {probe['before']:.0f} "
           f"at {threads} (if these are close, the other cores were busy: distrust the run)")
-    from importlib import import_module
-    suite = import_module(f"fastconv.bench.{args.suite}")
+    suite = import_module(f"{bench.__name__}.{suite_name}")
     rows = suite.run(threads=threads, repeat=args.repeat,
                      layers=args.layers.split(",") if args.layers else None,
                      with_reference=not args.no_reference)
@@ -36,9 +70,46 @@ def _bench(args):
     print(f"GEMM probe after: {probe['after']:.0f} GFLOP/s at {threads} thread(s)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"suite": args.suite, "threads": threads, "build": fc.build_info(),
+            json.dump({"suite": suite_name, "threads": threads, "build": fc.build_info(),
                        "gemm_probe_gflops": probe, "rows": rows}, f, indent=1)
         print(f"wrote {args.json}")
+    if args.plot:
+        compare = import_module(f"{bench.__name__}.compare")
+        labels = [" ".join(str(r[k]) for k in ("layer", "op", "algorithm", "pass") if k in r)
+                  for r in rows]
+        series = {f"vs {lib}": [1 / r[f"speedup_vs_{lib}"] if f"speedup_vs_{lib}" in r
+                                else None for r in rows] for lib in ("numpy", "torch")}
+        compare.plot_bars(labels, {k: v for k, v in series.items() if any(v)}, args.plot,
+                          "fastconv time / baseline time (< 1: fastconv faster)",
+                          f"fastconv bench --suite {suite_name}, {threads} thread(s)")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _bench_compare(args, bench):
+    import fastconv as fc
+    from importlib import import_module
+    compare = import_module(f"{bench.__name__}.compare")
+    try:
+        result = compare.run(suite=args.suite or "all", threads=args.threads,
+                             repeat=args.repeat,
+                             layers=args.layers.split(",") if args.layers else None,
+                             batch=args.batch, peak_gflops=args.peak_gflops,
+                             mem_gbps=args.mem_gbps)
+    except compare.TorchMissing as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"fastconv bench: {exc}", file=sys.stderr)
+        return 2
+    result["build"] = fc.build_info()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        compare.plot_compare(result, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -87,7 +158,14 @@ def _add_train_parser(sub):
                    help="learning-rate schedule (default: cosine, to 0 over the epochs; "
                         "step: x0.1 every epochs/3; onecycle: peaks at --lr)")
     p.add_argument("--threads", type=int, metavar="T",
-                   help="kernel threads (default: all cores / OMP_NUM_THREADS)")
+                   help="kernel threads (default: all cores / OMP_NUM_THREADS; with "
+                        "--distributed, per rank: the cores / the ranks on this machine)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpirun -n K fastconv train ...` "
+                        "(needs pip install 'fastconv[mpi]'); --batch-size is per rank")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="with --distributed: BatchNorm statistics over the global batch "
+                        "(default: per rank, as PyTorch DDP)")
     p.add_argument("--seed", type=int, metavar="S",
                    help="seeds initialisation, shuffling, augmentation (default: 0)")
     p.add_argument("--val-split", type=float, metavar="F",
@@ -118,12 +196,27 @@ def main(argv=None):
     p = sub.add_parser("info", help="print build_info(): version, compiler, OpenMP, SIMD, GEMM")
     p.set_defaults(func=_info)
     p = sub.add_parser("bench", help="time kernels against the NumPy reference (and PyTorch)")
-    p.add_argument("--suite", default="conv", help="which table (default: conv)")
+    p.add_argument("--suite", default=None,
+                   help="which table: conv (default) or ops; with --compare torch also "
+                        "train, eval, memory, or all (the default there)")
+    p.add_argument("--compare", choices=("torch",), default=None,
+                   help="time fastconv and PyTorch interleaved in this process and print "
+                        "fastconv/PyTorch ratios (needs PyTorch installed)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--repeat", type=int, default=5, help="timed repeats per entry (median)")
     p.add_argument("--layers", default=None, help="comma-separated subset of the table")
     p.add_argument("--no-reference", action="store_true", help="skip the NumPy reference")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    p.add_argument("--plot", default=None, metavar="PATH",
+                   help="bar chart of the time ratios as PNG (needs matplotlib)")
+    p.add_argument("--batch", type=int, default=64,
+                   help="--compare: batch of the train, eval and memory tables (default: 64)")
+    p.add_argument("--peak-gflops", type=float, default=None, metavar="G",
+                   help="--compare: FMA peak per core for the %%-of-peak columns (default: "
+                        "$FASTCONV_PEAK_GFLOPS, else 118, measured on the dev machine)")
+    p.add_argument("--mem-gbps", type=float, default=None, metavar="B",
+                   help="--compare: memory bandwidth per core (default: $FASTCONV_MEM_GBPS, "
+                        "else 26)")
     p.set_defaults(func=_bench)
     _add_train_parser(sub)
     args = parser.parse_args(argv)

@@ -5,7 +5,8 @@
  * FASTCONV_POOL_TARGET=avx2|sse2|generic in the environment (read once) forces a lower path,
  * for testing every path on one machine.
  *
- * Contract of fc_max_rows_f32 (the same for every path): windows ow in [lo, hi) over the nr
+ * Contract of fc_max_rows_f32 (the same for every path): oi == NULL stores no index (values
+ * only; AVX-512 then reduces with a max tree). Windows ow in [lo, hi) over the nr
  * valid window rows r[i] (offset rel[i] from r[0]), window ow starting at column s*ow + off with all its kw taps inside the row. Each window
  * is folded row by row, each row left to right with strict >, so the FIRST maximum in
  * row-major order wins, exactly as PyTorch's per-window loop; only the windows' own taps are
@@ -136,8 +137,11 @@ static Py_ssize_t fc_max_rows_sse2(const float **r, const int *rel, int nr, int 
         col = _mm_add_epi32(k, step);
         b = _mm_set1_epi64x((long long)(base + c));       /* index: base + c + s*l + k[l] */
         _mm_storeu_ps(om + ow, m);
-        _mm_storeu_si128((__m128i *)(oi + ow), _mm_add_epi64(b, _mm_unpacklo_epi32(col, z)));
-        _mm_storeu_si128((__m128i *)(oi + ow + 2), _mm_add_epi64(b, _mm_unpackhi_epi32(col, z)));
+        if (oi) {
+            _mm_storeu_si128((__m128i *)(oi + ow), _mm_add_epi64(b, _mm_unpacklo_epi32(col, z)));
+            _mm_storeu_si128((__m128i *)(oi + ow + 2),
+                             _mm_add_epi64(b, _mm_unpackhi_epi32(col, z)));
+        }
         ow += 4;
         if (ow >= hi)
             return _mm_movemask_ps(nan) ? -1 : hi;
@@ -218,10 +222,12 @@ static FC_AVX2 Py_ssize_t fc_max_rows_avx2(const float **r, const int *rel, int 
         col = _mm256_add_epi32(k, step);
         b = _mm256_set1_epi64x((long long)(base + c));
         _mm256_storeu_ps(om + ow, m);
-        _mm256_storeu_si256((__m256i *)(oi + ow),
-                            _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(col))));
-        _mm256_storeu_si256((__m256i *)(oi + ow + 4),
-                            _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(col, 1))));
+        if (oi) {
+            _mm256_storeu_si256((__m256i *)(oi + ow),
+                                _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(col))));
+            _mm256_storeu_si256((__m256i *)(oi + ow + 4),
+                                _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(col, 1))));
+        }
         ow += 8;
         if (ow >= hi)
             return _mm256_movemask_ps(nan) ? -1 : hi;
@@ -269,6 +275,53 @@ fc_fold16(const float *r, int kw, int s, int rel, __m512 *m, __m512i *k, __mmask
     *m = _mm512_mask_mov_ps(*m, u, h);
 }
 
+/* Values only (oi == NULL, inference): the 4 or 9 taps of 16 windows reduced by a max tree
+ * (no index to track, so no compare-and-blend chain), NaN detected on the side as above. */
+static FC_AVX512 Py_ssize_t fc_max_vals_avx512(const float **r, int nr, int kw, int s,
+                                               float *om, Py_ssize_t lo, Py_ssize_t hi,
+                                               Py_ssize_t off)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                         28, 30);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    const __m512i eo = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 17, 19, 21, 23, 25, 27,
+                                         29, 31);
+    Py_ssize_t ow = lo;
+    __mmask16 nan = 0;
+    for (;;) {
+        __m512 m = _mm512_set1_ps(-INFINITY), t0, t1, t2;
+        if (ow + 16 > hi)
+            ow = hi - 16;
+        for (int i = 0; i < nr; i++) {
+            const float *p = r[i] + s * ow + off;
+            if (s == 2) {
+                __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16);
+                t0 = _mm512_permutex2var_ps(a, ev, b);
+                t1 = _mm512_permutex2var_ps(a, od, b);
+                if (kw == 3)
+                    t2 = _mm512_permutex2var_ps(_mm512_loadu_ps(p + 2), eo,
+                                                _mm512_loadu_ps(p + 17));
+            } else {
+                t0 = _mm512_loadu_ps(p);
+                t1 = _mm512_loadu_ps(p + 1);
+                if (kw == 3)
+                    t2 = _mm512_loadu_ps(p + 2);
+            }
+            nan |= _mm512_cmp_ps_mask(t0, t1, _CMP_UNORD_Q);
+            t0 = _mm512_max_ps(t0, t1);
+            if (kw == 3) {
+                nan |= _mm512_cmp_ps_mask(t2, t2, _CMP_UNORD_Q);
+                t0 = _mm512_max_ps(t0, t2);
+            }
+            m = _mm512_max_ps(m, t0);
+        }
+        _mm512_storeu_ps(om + ow, m);
+        ow += 16;
+        if (ow >= hi)
+            return nan ? -1 : hi;
+    }
+}
+
 static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, int nr,
                                                int kw, int s, float *om, int64_t *oi,
                                                Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
@@ -281,6 +334,13 @@ static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, 
     __mmask16 nan = 0;
     if (hi - lo < 16)
         return fc_max_rows_avx2(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
+    if (oi == NULL) {   /* constant kw and s again let the taps inline without branches */
+        if (kw == 3)
+            return s == 2 ? fc_max_vals_avx512(r, nr, 3, 2, om, lo, hi, off)
+                          : fc_max_vals_avx512(r, nr, 3, 1, om, lo, hi, off);
+        return s == 2 ? fc_max_vals_avx512(r, nr, 2, 2, om, lo, hi, off)
+                      : fc_max_vals_avx512(r, nr, 2, 1, om, lo, hi, off);
+    }
     for (;;) {
         __m512 m = _mm512_set1_ps(-INFINITY);
         __m512i k = _mm512_setzero_si512(), col, b;

@@ -49,6 +49,26 @@ def gemm_probe(threads):
     return 2 * 1024 ** 3 / ms / 1e6
 
 
+def blas_sgemm_gflops(threads, n=1024):
+    """(GFLOP/s, threads) of NumPy's BLAS (OpenBLAS in NumPy's wheels) on an n^3 float32
+    matmul: the machine's BLAS rate that the conv suite compares with. Pinned to ``threads``
+    with threadpoolctl when it is installed (it is not a dependency), else at the BLAS's own
+    default (returned as None). Sleeps briefly afterwards, so BLAS threads that spin after a
+    call have gone idle before the next timing."""
+    a = np.ones((n, n), np.float32)
+    c = np.empty_like(a)
+    run = lambda: np.matmul(a, a, out=c)  # noqa: E731
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threads, ms = None, median_ms(run, repeat=7)
+    else:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            ms = median_ms(run, repeat=7)
+    time.sleep(0.2)
+    return 2 * n ** 3 / ms / 1e6, threads
+
+
 def try_import_torch():
     try:
         import torch

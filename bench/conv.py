@@ -13,7 +13,7 @@ from fastconv import reference as ref
 from fastconv.functional._dispatch import (KERNELS, SPECIALISED, ConvParams,
                                            select_conv_algorithm)
 
-from ._timing import median_ms, try_import_torch
+from ._timing import blas_sgemm_gflops, median_ms, try_import_torch
 
 # name: (N, C_in, H, W, C_out, k, stride, padding, dilation, groups, transposed)
 LAYERS = {
@@ -141,9 +141,12 @@ def run(threads=None, repeat=5, layers=None, with_reference=True, with_torch=Tru
         torch.set_num_threads(threads)
     rows = []
     names = layers or list(LAYERS)
+    blas, blas_threads = blas_sgemm_gflops(threads)
     header = (f"{'layer':18s} {'algorithm':10s} {'pass':4s} {'ms':>9s} {'GFLOP/s':>8s} "
-              f"{'x numpy':>8s} {'x torch':>8s}")
-    out(f"conv suite, float32, {threads} thread(s); 'x numpy'/'x torch' = their time / ours")
+              f"{'% BLAS':>7s} {'x numpy':>8s} {'x torch':>8s}")
+    out(f"conv suite, float32, {threads} thread(s); 'x numpy'/'x torch' = their time / ours; "
+        f"'% BLAS' = GFLOP/s / NumPy's BLAS sgemm 1024^3 in this run ({blas:.0f} GFLOP/s at "
+        f"{blas_threads or 'its default number of'} thread(s))")
     out(header)
     out("-" * len(header))
     for name in names:
@@ -163,7 +166,8 @@ def run(threads=None, repeat=5, layers=None, with_reference=True, with_torch=Tru
                 flops = case.flops * (1 if i == 0 else 2)
                 row = {"layer": name, "algorithm": algorithm, "auto": algorithm == auto,
                        "pass": pass_name, "ms": times[i], "gflops": flops / times[i] / 1e6,
-                       "threads": threads}
+                       "threads": threads, "blas_gflops": blas}
+                row["fraction_of_blas"] = row["gflops"] / blas
                 for lib, t in base.items():
                     row[f"{lib}_ms"] = t[i]
                     row[f"speedup_vs_{lib}"] = t[i] / times[i]
@@ -172,7 +176,8 @@ def run(threads=None, repeat=5, layers=None, with_reference=True, with_torch=Tru
                       for k in ("speedup_vs_numpy", "speedup_vs_torch")]
                 mark = "*" if row["auto"] else " "
                 out(f"{name:18s} {algorithm + mark:10s} {pass_name:4s} {row['ms']:9.2f} "
-                    f"{row['gflops']:8.1f} {vs[0]} {vs[1]}")
+                    f"{row['gflops']:8.1f} {100 * row['fraction_of_blas']:6.0f}% {vs[0]} "
+                    f"{vs[1]}")
         for lib, t in base.items():
             out(f"{name:18s} {'(' + lib + ')':10s} fwd  {t[0]:9.2f} "
                 f"{case.flops / t[0] / 1e6:8.1f}")

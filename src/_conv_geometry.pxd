@@ -33,12 +33,19 @@ cdef inline Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, 
     g.cout_g = C_out // groups
     g.K = g.cin_g * kh * kw
     g.P = OH * OW
-    g.direct_cols = kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+    # (an output smaller than the input happens in conv_transpose2d's gradients with
+    # output_padding: the image is then not the column matrix)
+    g.direct_cols = (kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0
+                     and OH == H and OW == W)
     g.cols.C, g.cols.H, g.cols.W, g.cols.OW, g.cols.oh0 = g.cin_g, H, W, OW, 0
     g.cols.kh, g.cols.kw, g.cols.sh, g.cols.sw = kh, kw, sh, sw
     g.cols.ph, g.cols.pw, g.cols.dh, g.cols.dw = ph, pw, dh, dw
     g.cols.rowoff, g.cols.seg, g.cols.segstride = NULL, 0, 0
-    g.Hp, g.Wp = H + 2 * ph, W + 2 * pw
+    # The padded image holds every row and column a stride-1 window reads: padding="same"
+    # with an even kernel asks for more output than H + 2*ph allows (the extra padding goes
+    # to the bottom and right, as PyTorch), so the planes grow to fit the output.
+    g.Hp = max(H + 2 * ph, OH + (kh - 1) * dh)
+    g.Wp = max(W + 2 * pw, OW + (kw - 1) * dw)
     g.plane, g.NP = g.Hp * g.Wp, OH * g.Wp
     # 16 spare entries: the junk columns of the last tap read (kw - 1) * dw past the planes
     g.xsize = C_in * g.plane + (kw - 1) * dw + 16

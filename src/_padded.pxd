@@ -1,7 +1,8 @@
 # The row-offset form of a stride-1 convolution (gemm.h), as inline nogil helpers for
 # conv2d_im2col.pyx.
 #
-# Pad the image once into (C, Hp, Wp) (Hp = H + 2*ph, Wp = W + 2*pw) and compute the output
+# Pad the image once into (C, Hp, Wp) (Hp = H + 2*ph, Wp = W + 2*pw, or more when the
+# output asks for it: _conv_geometry.pxd) and compute the output
 # on a grid of padded width, OH rows of Wp columns (the last Wp - OW of each row are junk,
 # computed and dropped). Column t = oh*Wp + ow of tap (c, i, j) then reads
 #     xpad[c, oh + i*dh, ow + j*dw] = xpad_flat[c*Hp*Wp + i*dh*Wp + j*dw + t],
@@ -14,10 +15,11 @@ from libc.string cimport memcpy, memset
 
 
 cdef inline void pad_planes(const floating *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Wp, floating *xp,
-                            Py_ssize_t size) noexcept nogil:
-    """xp[0 .. size) = C zero-padded planes (H + 2*ph) x Wp of x, then zeros."""
-    cdef Py_ssize_t c, h, Hp = H + 2 * ph
+                            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hp, Py_ssize_t Wp,
+                            floating *xp, Py_ssize_t size) noexcept nogil:
+    """xp[0 .. size) = C zero-padded Hp x Wp planes of x (x at row ph, column pw; zeros
+    above, left, below and right of it), then zeros."""
+    cdef Py_ssize_t c, h
     cdef floating *row
     for c in range(C):
         memset(xp + c * Hp * Wp, 0, ph * Wp * sizeof(floating))
@@ -26,7 +28,7 @@ cdef inline void pad_planes(const floating *x, Py_ssize_t C, Py_ssize_t H, Py_ss
             memset(row, 0, pw * sizeof(floating))
             memcpy(row + pw, x + (c * H + h) * W, W * sizeof(floating))
             memset(row + pw + W, 0, (Wp - pw - W) * sizeof(floating))
-        memset(xp + (c * Hp + ph + H) * Wp, 0, ph * Wp * sizeof(floating))
+        memset(xp + (c * Hp + ph + H) * Wp, 0, (Hp - ph - H) * Wp * sizeof(floating))
     memset(xp + C * Hp * Wp, 0, (size - C * Hp * Wp) * sizeof(floating))
 
 

@@ -114,8 +114,8 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
         return -1
     cols.segstride = S
     for i in range(nb):
-        pad_planes(x + i * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Wp, xp + i * S,
-                   S)
+        pad_planes(x + i * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp, g.Wp,
+                   xp + i * S, S)
     for grp in range(g.groups):
         if gemm_im2col(False, False, g.cout_g, ld, g.K, 1, w + grp * g.cout_g * g.K, g.K,
                        xp + grp * g.cin_g * g.plane, &cols, 0, yt, ld, n_threads) != 0:
@@ -325,8 +325,8 @@ cdef int backward_weight_padded(const floating *x, const floating *gy, floating 
         nc = min(nb, g.N - n0)
         ld = nc * g.NP
         for i in prange(nc, num_threads=n_threads, schedule="static"):
-            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Wp,
-                       xp + i * S, S)
+            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp,
+                       g.Wp, xp + i * S, S)
             widen_rows(gy + (n0 + i) * g.C_out * g.P, g.C_out, g.OH, g.OW, g.Wp,
                        gyp + i * g.NP, ld)
         for grp in range(g.groups):
@@ -378,8 +378,8 @@ cdef int backward_weight_dot(const floating *x, const floating *gy, floating *gw
         nc = min(w.nb, g.N - n0)
         ld = nc * w.La
         for i in prange(nc, num_threads=n_threads, schedule="static"):
-            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Wp,
-                       xp + i * w.S, w.S)
+            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp,
+                       g.Wp, xp + i * w.S, w.S)
             widen_rows(gy + (n0 + i) * g.C_out * g.P, g.C_out, g.OH, g.OW, g.Wp,
                        gyp + i * w.La, ld)
             for co in range(g.C_out):

@@ -51,6 +51,16 @@ def _is_int(v):
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+# The kernels take sizes and geometry as C ints.
+INT_MAX = 2 ** 31 - 1
+
+
+def _check_c_int(op, name, v, value):
+    if v > INT_MAX:
+        raise ValueError(f"{op}: expected {name} <= 2**31 - 1 (the kernels' int range), got "
+                         f"{value!r}")
+
+
 def pair(op, name, value, minimum):
     """Normalise an int or a length-2 sequence of ints to ``(h, w)``, each >= minimum."""
     if _is_int(value):
@@ -62,6 +72,7 @@ def pair(op, name, value, minimum):
     if out[0] < minimum or out[1] < minimum:
         rel = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{op}: expected {name} to be {rel}, got {value!r}")
+    _check_c_int(op, name, max(out), value)
     return out
 
 
@@ -70,10 +81,12 @@ def positive_int(op, name, value):
         raise TypeError(f"{op}: expected {name} to be an int, got {value!r}")
     if value < 1:
         raise ValueError(f"{op}: expected {name} to be positive, got {value}")
+    _check_c_int(op, name, value, value)
     return int(value)
 
 
 def kernel_ready(a):
     """C-contiguous view or copy, the layout every kernel takes. Read-only arrays are fine:
-    kernels take their inputs as const memoryviews."""
-    return np.ascontiguousarray(a)
+    kernels take their inputs as const memoryviews. A 0-d array stays 0-d (which
+    ``np.ascontiguousarray`` would make 1-d)."""
+    return np.asarray(a, order="C")

@@ -55,6 +55,9 @@ def select_conv_algorithm(params, need_grad):
     ``need_grad`` is part of the signature because the best choice for a training step (three
     passes) may differ from inference; the current rules do not depend on it.
     """
+    if not isinstance(params, ConvParams):
+        raise TypeError(f"select_conv_algorithm: expected params to be a ConvParams, got "
+                        f"{type(params).__name__}")
     if is_depthwise(params):
         return "depthwise"
     return "im2col"

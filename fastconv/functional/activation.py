@@ -14,7 +14,7 @@ import numpy as np
 from .._config import default_rng, get_num_threads
 from .._ext import activations as _kernel
 from ..autograd import Function
-from ._args import check_float, check_same_dtype, data_of, kernel_ready
+from ._args import check_float, check_ndim, check_same_dtype, data_of, kernel_ready
 
 __all__ = ["relu", "leaky_relu", "elu", "prelu", "sigmoid", "tanh", "softmax", "log_softmax",
            "dropout"]
@@ -74,13 +74,13 @@ class _LeakyReLU(Function):
 
 def _expm1_neg(x):
     """expm1(min(x, 0)) with NumPy's SIMD expm1 (NaN propagates)."""
-    t = np.minimum(x, 0)
+    t = np.asarray(np.minimum(x, 0))    # an ndarray also for a 0-d x
     return np.expm1(t, out=t)
 
 
 def _exp_neg_abs(x):
     """exp(-|x|) with NumPy's SIMD exp: in (0, 1], never overflows."""
-    e = np.abs(x)
+    e = np.asarray(np.abs(x))       # an ndarray also for a 0-d x (ufuncs give a scalar)
     np.negative(e, out=e)
     return np.exp(e, out=e)
 
@@ -107,7 +107,7 @@ def _prelu_view(a):
     a = kernel_ready(a)
     if a.ndim == 1:
         return a.reshape(1, a.shape[0], 1)
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:])))  # not -1: N may be 0
 
 
 class _PReLU(Function):
@@ -165,7 +165,8 @@ class _Tanh(Function):
 class _Softmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
-        e = np.exp(x - x.max(axis=dim, keepdims=True))
+        # initial=-inf: an empty reduction is fine (an empty input gives an empty output)
+        e = np.exp(x - x.max(axis=dim, keepdims=True, initial=-np.inf))
         e /= e.sum(axis=dim, keepdims=True)
         ctx.save_for_backward(e)
         ctx.dim = dim
@@ -180,8 +181,9 @@ class _Softmax(Function):
 class _LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, dim):
-        shifted = x - x.max(axis=dim, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+        shifted = x - x.max(axis=dim, keepdims=True, initial=-np.inf)
+        with np.errstate(divide="ignore"):    # log(0) of an empty reduction
+            y = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
         ctx.save_for_backward(y)
         ctx.dim = dim
         return y
@@ -336,10 +338,10 @@ def prelu(input, weight):
     op = "prelu"
     check_same_dtype(op, {"input": input, "weight": weight})
     xd, wd = data_of(input), data_of(weight)
-    if wd.ndim != 1:
-        raise ValueError(f"{op}: expected a 1-D weight, got shape {tuple(wd.shape)}")
+    check_ndim(op, "weight", weight, (1,))
     if xd.ndim == 0:
-        raise ValueError(f"{op}: expected an input with at least 1 dimension, got a scalar")
+        raise ValueError(f"{op}: expected an input with at least 1 dimension, got a 0-D "
+                         f"input (a scalar)")
     c = xd.shape[1] if xd.ndim >= 2 else xd.shape[0]
     if wd.shape[0] not in (1, c):
         raise ValueError(f"{op}: expected weight of size 1 or the number of channels "
@@ -467,7 +469,8 @@ def dropout(input, p=0.5, training=True):
     _check_input("dropout", input)
     p = _check_real("dropout", "p", p)
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p} "
+                         f"(expected p in [0, 1])")
     if not training or p == 0.0:
         return _Identity.apply(input)
     if p == 1.0:

@@ -7,8 +7,7 @@ import numpy as np
 
 from .._config import get_num_threads
 from ..autograd import Function
-from ._args import (check_float, check_ndim, check_same_dtype, data_of, kernel_ready, pair,
-                    positive_int)
+from ._args import check_ndim, check_same_dtype, data_of, kernel_ready, pair, positive_int
 from ._dispatch import (KERNELS, SPECIALISED, ConvParams, conv_algorithms,
                         select_conv_algorithm)
 
@@ -42,8 +41,8 @@ def _geometry(op, x, weight, bias, stride, padding, dilation, groups, transposed
                              f"{c_in} / {groups} = {c_in // groups}, got weight of shape "
                              f"{tuple(ws)}")
     if c_in % groups or c_out % groups:
-        raise ValueError(f"{op}: expected in_channels ({c_in}) and out_channels ({c_out}) "
-                         f"divisible by groups ({groups})")
+        raise ValueError(f"{op}: expected in_channels and out_channels divisible by groups, "
+                         f"got in_channels={c_in}, out_channels={c_out}, groups={groups}")
     if 0 in ws:
         raise ValueError(f"{op}: expected a non-empty weight, got shape {tuple(ws)}")
     if bias is not None and data_of(bias).shape[0] != c_out:
@@ -59,8 +58,8 @@ def _conv_padding(op, padding, stride, dilation, kernel):
             return (0, 0)
         if padding == "same":
             if stride != (1, 1):
-                raise ValueError(f"{op}: padding='same' requires stride 1, got stride "
-                                 f"{stride}")
+                raise ValueError(f"{op}: padding='same' requires stride 1: expected stride "
+                                 f"(1, 1), got stride {stride}")
             # Total padding d*(k-1); the extra pixel of an even kernel goes right/bottom, as
             # PyTorch: the kernels pad by index bounds, so padding only the left/top amount
             # and asking for an output as large as the input pads the rest implicitly.
@@ -73,7 +72,8 @@ def _conv_padding(op, padding, stride, dilation, kernel):
 def _out_size(op, size, k, s, p, d, name):
     eff = d * (k - 1) + 1
     if size + 2 * p < eff:
-        raise ValueError(f"{op}: kernel larger than the padded input along {name}: padded "
+        raise ValueError(f"{op}: kernel larger than the padded input along {name}: expected "
+                         f"an effective kernel size <= the padded input size, got padded "
                          f"input size {size} + 2*{p} = {size + 2 * p}, effective kernel size "
                          f"{eff} (dilation {d} x (kernel {k} - 1) + 1)")
     return (size + 2 * p - eff) // s + 1
@@ -88,7 +88,9 @@ def _pick_algorithm(op, algorithm, params, need_grad):
     domain = SPECIALISED.get(algorithm)
     if domain is not None and not domain(params):
         raise ValueError(f"{op}: algorithm {algorithm!r} needs groups == in_channels "
-                         f"(depthwise), got in_channels={params.c_in}, groups={params.groups}")
+                         f"(depthwise): expected groups == {params.c_in} > 1 and out_channels "
+                         f"a multiple of it, got in_channels={params.c_in}, "
+                         f"groups={params.groups}, out_channels={params.c_out}")
     return algorithm
 
 
@@ -276,8 +278,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     oh = (h - 1) * stride[0] - 2 * pad[0] + dilation[0] * (kh - 1) + opad[0] + 1
     ow = (w - 1) * stride[1] - 2 * pad[1] + dilation[1] * (kw - 1) + opad[1] + 1
     if oh < 1 or ow < 1:
-        raise ValueError(f"{op}: the output would be empty: computed output size "
-                         f"({oh}, {ow}) from input ({h}, {w}), kernel ({kh}, {kw}), stride "
+        raise ValueError(f"{op}: the output would be empty: expected a positive output "
+                         f"size, got ({oh}, {ow}) computed from input ({h}, {w}), kernel "
+                         f"({kh}, {kw}), stride "
                          f"{stride}, padding {pad}, dilation {dilation}, output_padding "
                          f"{opad}")
     # In conv terms: the conv maps the (N, c_out, oh, ow) output back to (N, c_in, h, w).
@@ -315,8 +318,13 @@ def depthwise_separable_conv2d(input, depthwise_weight, pointwise_weight, bias_d
     check_ndim(op, "input", input, (3, 4))
     check_ndim(op, "depthwise_weight", depthwise_weight, (4,))
     check_ndim(op, "pointwise_weight", pointwise_weight, (4,))
-    check_float(op, "input", input)
+    check_same_dtype(op, {"input": input, "depthwise_weight": depthwise_weight,
+                          "pointwise_weight": pointwise_weight, "bias_dw": bias_dw,
+                          "bias_pw": bias_pw})
     c_in = data_of(input).shape[-3]
+    if c_in == 0:
+        raise ValueError(f"{op}: expected input with at least one channel, got shape "
+                         f"{tuple(data_of(input).shape)}")
     dws, pws = data_of(depthwise_weight).shape, data_of(pointwise_weight).shape
     if dws[1] != 1 or dws[0] % c_in:
         raise ValueError(f"{op}: expected depthwise_weight of shape (C_in * multiplier, 1, kH, "
@@ -324,5 +332,9 @@ def depthwise_separable_conv2d(input, depthwise_weight, pointwise_weight, bias_d
     if pws[1:] != (dws[0], 1, 1):
         raise ValueError(f"{op}: expected pointwise_weight of shape (C_out, {dws[0]}, 1, 1), "
                          f"got {tuple(pws)}")
+    for name, b, c in (("bias_dw", bias_dw, dws[0]), ("bias_pw", bias_pw, pws[0])):
+        if b is not None and data_of(b).shape != (c,):
+            raise ValueError(f"{op}: expected {name} of shape ({c},), got "
+                             f"{tuple(data_of(b).shape)}")
     mid = conv2d(input, depthwise_weight, bias_dw, stride, padding, dilation, groups=c_in)
     return conv2d(mid, pointwise_weight, bias_pw)

@@ -354,7 +354,8 @@ class _PointwiseLoss(Function):
 
     @staticmethod
     def forward(ctx, x, target, squared, reduction):
-        d = np.subtract(x, target)
+        # C order: the reductions below then sum in the same order for any input layout
+        d = np.subtract(x, target, order="C")
         loss = d * d if squared else np.abs(d)
         ctx.save_for_backward(d)
         ctx.settings = (squared, reduction)
@@ -371,7 +372,8 @@ class _PointwiseLoss(Function):
         squared, reduction = ctx.settings
         g = np.asarray(grad_out, dtype=d.dtype)
         if reduction == "mean":
-            g = g / d.size
+            with np.errstate(divide="ignore", invalid="ignore"):   # empty: no elements
+                g = g / d.size
         g = g * (2 * d if squared else np.sign(d))
         return (g if ctx.needs_input_grad[0] else None), (-g if ctx.needs_input_grad[1]
                                                           else None)

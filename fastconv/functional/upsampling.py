@@ -139,8 +139,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if mode == "nearest":
         if align_corners is not None:
             raise ValueError(f"{op}: align_corners can only be set with the interpolating "
-                             f"mode 'bilinear', got align_corners={align_corners!r} with "
-                             f"mode='nearest'")
+                             f"mode 'bilinear': expected align_corners=None with "
+                             f"mode='nearest', got align_corners={align_corners!r}")
     else:
         if align_corners is None:
             align_corners = False

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["Module", "Parameter", "RemovableHandle"]
+__all__ = ["Module", "Parameter", "RemovableHandle", "StateDictError"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -80,6 +80,17 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
+
+
+class StateDictError(RuntimeError, KeyError, ValueError):
+    """What ``load_state_dict`` raises for missing, unexpected or wrongly shaped entries.
+
+    A ``RuntimeError`` with PyTorch's message, so code written for PyTorch catches it; also a
+    ``KeyError`` (missing or unexpected keys) and a ``ValueError`` (wrong shapes), the Python
+    conventions for a bad key and a bad value.
+    """
+
+    __str__ = BaseException.__str__   # KeyError would repr() the message
 
 
 def _as_dtype(dtype):
@@ -421,8 +432,10 @@ class Module:
         ----------
         state_dict : mapping of str -> array_like
         strict : bool, default True
-            Missing or unexpected keys raise ``RuntimeError`` (listing them, as PyTorch).
-            A shape mismatch raises ``RuntimeError`` in either mode.
+            Missing or unexpected keys raise :class:`StateDictError` (a ``RuntimeError``
+            listing them, as PyTorch, and also a ``KeyError``). A shape mismatch raises it in
+            either mode (it is also a ``ValueError``). A value that is not a real numeric
+            array (complex, string, object, None) raises ``TypeError`` naming the key.
 
         Returns
         -------
@@ -447,6 +460,9 @@ class Module:
                 continue
             value = state_dict[key]
             source = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if source.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: expected a real numeric array for "
+                                f"{key!r}, got {type(value).__name__} of dtype {source.dtype}")
             dest = registry[name]
             dest_array = dest.data if isinstance(dest, Tensor) else dest
             if source.shape != dest_array.shape:
@@ -456,8 +472,8 @@ class Module:
                 continue
             copies.append((dest_array, source))
         if errors:
-            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:"
-                               "\n\t" + "\n\t".join(errors))
+            raise StateDictError(f"Error(s) in loading state_dict for {type(self).__name__}:"
+                                 "\n\t" + "\n\t".join(errors))
         for dest_array, source in copies:
             np.copyto(dest_array, source, casting="unsafe")
         return _IncompatibleKeys(missing, unexpected)

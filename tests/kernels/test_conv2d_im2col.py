@@ -108,3 +108,22 @@ def test_gemm_weight_gradient_when_the_dot_form_is_unavailable():
     out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "OK"
+
+
+@pytest.mark.parametrize("k, d", [(2, 1), (4, 1), (2, 3), (4, 3)])
+def test_output_larger_than_the_symmetric_padding_gives(k, d, rng):
+    """padding='same' with an odd d*(k-1) pads one pixel more at the bottom and right: the
+    kernels get padding (d*(k-1)) // 2 and an output one larger than that padding gives. The
+    padded planes must grow to hold it (they read zeros there, not the next row)."""
+    p = d * (k - 1) // 2
+    x, w, b, _, _ = _arrays((2, 8, 9, 11, 8, k, k, (p, p), (d, d), 1), np.float32, rng)
+    oh, ow = x.shape[2], x.shape[3]                          # 'same'
+    gy = rng.standard_normal((2, 8, oh, ow)).astype(np.float32)
+    geo = (1, 1, p, p, d, d, 1)
+    xpad = np.pad(x, ((0, 0), (0, 0), (0, 1), (0, 1)))          # the extra bottom/right pixel
+    want = (R.conv2d(xpad, w, b, 1, p, d, 1),
+            R.conv2d_backward_input(gy, w, xpad.shape, 1, p, d, 1)[:, :, :-1, :-1],
+            R.conv2d_backward_weight(xpad, gy, w.shape, 1, p, d, 1))
+    for a, r, name in zip(_passes(K, x, w, b, gy, geo, 2), want,
+                          ("forward", "backward_input", "backward_weight")):
+        assert_close(a, r, what=name)

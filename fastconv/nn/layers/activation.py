@@ -4,7 +4,12 @@
 ``inplace`` is accepted for PyTorch compatibility and ignored: the ops always return a new
 Tensor (the autograd tape needs the input intact).
 """
+import numbers
+
+import numpy as np
+
 from ... import functional as F
+from ...tensor import Tensor
 from .. import init
 from ..module import Module
 from ._utils import empty_parameter, positive_int
@@ -52,6 +57,8 @@ class PReLU(Module):
     def __init__(self, num_parameters=1, init=0.25, dtype=None):
         super().__init__()
         self.num_parameters = positive_int("PReLU", "num_parameters", num_parameters)
+        if isinstance(init, bool) or not isinstance(init, numbers.Real):
+            raise TypeError(f"PReLU: expected init to be a float, got {init!r}")
         self.init = init
         self.weight = empty_parameter((num_parameters,), dtype)
         self.reset_parameters()
@@ -90,10 +97,11 @@ class Tanh(Module):
         return F.tanh(input)
 
 
-def _softmax_dim(dim, ndim):
+def _softmax_dim(dim, input):
     # PyTorch's legacy implicit choice when dim is None.
     if dim is not None:
         return dim
+    ndim = np.ndim(input.data if isinstance(input, Tensor) else input)
     return 0 if ndim in (0, 1, 3) else 1
 
 
@@ -106,7 +114,7 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, input):
-        return F.softmax(input, _softmax_dim(self.dim, input.ndim))
+        return F.softmax(input, _softmax_dim(self.dim, input))
 
     def extra_repr(self):
         return f"dim={self.dim}"
@@ -120,7 +128,7 @@ class LogSoftmax(Module):
         self.dim = dim
 
     def forward(self, input):
-        return F.log_softmax(input, _softmax_dim(self.dim, input.ndim))
+        return F.log_softmax(input, _softmax_dim(self.dim, input))
 
     def extra_repr(self):
         return f"dim={self.dim}"

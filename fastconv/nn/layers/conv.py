@@ -1,7 +1,10 @@
 """Convolution layers: ``Conv2d``, ``ConvTranspose2d``, ``DepthwiseSeparableConv2d``."""
+import numpy as np
+
 from ... import functional as F
+from ...tensor import Tensor
 from ..module import Module
-from ._utils import default_uniform_init, empty_parameter, pair, positive_int
+from ._utils import default_uniform_init, empty_parameter, is_int, pair, positive_int
 
 __all__ = ["Conv2d", "ConvTranspose2d", "DepthwiseSeparableConv2d"]
 
@@ -18,13 +21,13 @@ class _ConvNd(Module):
         in_channels = positive_int(name, "in_channels", in_channels)
         out_channels = positive_int(name, "out_channels", out_channels)
         groups = positive_int(name, "groups", groups)
-        if in_channels % groups:
-            raise ValueError("in_channels must be divisible by groups")
-        if out_channels % groups:
-            raise ValueError("out_channels must be divisible by groups")
+        for what, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if channels % groups:
+                raise ValueError(f"{name}: expected {what} divisible by groups, got "
+                                 f"{what}={channels}, groups={groups}")
         if padding_mode != "zeros":
-            raise ValueError(f"{name}: only padding_mode='zeros' is supported, got "
-                             f"{padding_mode!r}")
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported: expected "
+                             f"'zeros', got {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
         self.stride = pair(name, "stride", stride, 1)
@@ -33,10 +36,11 @@ class _ConvNd(Module):
                 raise ValueError(f"{name}: expected padding to be an int or a pair of ints, "
                                  f"got {padding!r}")
             if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: invalid padding string {padding!r}, should be one "
-                                 f"of ['valid', 'same']")
+                raise ValueError(f"{name}: invalid padding string: expected one of "
+                                 f"['valid', 'same'], got {padding!r}")
             if padding == "same" and self.stride != (1, 1):
-                raise ValueError("padding='same' is not supported for strided convolutions")
+                raise ValueError(f"{name}: padding='same' is not supported for strided "
+                                 f"convolutions: expected stride 1, got {self.stride}")
             self.padding = padding
         else:
             self.padding = pair(name, "padding", padding, 0)
@@ -149,11 +153,13 @@ class ConvTranspose2d(_ConvNd):
     def _output_padding(self, input, output_size):
         if output_size is None:
             return self.output_padding
+        ndim = np.ndim(input.data if isinstance(input, Tensor) else input)
+        if (not isinstance(output_size, (tuple, list)) or len(output_size) not in (2, ndim)
+                or not all(is_int(s) for s in output_size)):
+            raise ValueError(f"ConvTranspose2d: expected output_size to be a sequence of 2 "
+                             f"(or {ndim}, the input's ndim) ints, got {output_size!r}")
         output_size = tuple(int(s) for s in output_size)[-2:]
-        if len(output_size) != 2:
-            raise ValueError(f"ConvTranspose2d: expected output_size of 2 (or 4) elements, "
-                             f"got {output_size}")
-        hw = input.shape[-2:]
+        hw = np.shape(input.data if isinstance(input, Tensor) else input)[-2:]
         result = []
         for i in range(2):
             smallest = ((hw[i] - 1) * self.stride[i] - 2 * self.padding[i]
@@ -161,8 +167,9 @@ class ConvTranspose2d(_ConvNd):
             largest = smallest + max(self.stride[i], self.dilation[i]) - 1
             if not smallest <= output_size[i] <= largest:
                 raise ValueError(f"ConvTranspose2d: requested an output size of "
-                                 f"{output_size}, but valid sizes range from "
-                                 f"{smallest} to {largest} (for an input of {tuple(hw)})")
+                                 f"{output_size}, but valid sizes range from {smallest} to "
+                                 f"{largest} (for an input of {tuple(hw)}): expected "
+                                 f"{smallest} <= size <= {largest}, got {output_size[i]}")
             result.append(output_size[i] - smallest)
         return tuple(result)
 

@@ -1,4 +1,6 @@
 """``Linear``, ``Flatten``, ``Identity``, ``Dropout``."""
+import numbers
+
 from ... import functional as F
 from ..module import Module
 from ._utils import default_uniform_init, empty_parameter, positive_int
@@ -71,8 +73,11 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+            raise TypeError(f"Dropout: expected p to be a float, got {p!r}")
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p} "
+                             f"(expected p in [0, 1])")
         self.p, self.inplace = p, inplace
 
     def forward(self, input):

@@ -85,7 +85,7 @@ class BatchNorm2d(Module):
     def forward(self, input):
         ndim = (input.data if isinstance(input, Tensor) else np.asarray(input)).ndim
         if ndim != 4:
-            raise ValueError(f"expected 4D input (got {ndim}D input)")
+            raise ValueError(f"BatchNorm2d: expected 4D input (got {ndim}D input)")
         # As PyTorch: the cumulative average (momentum=None) uses 1 / batches seen.
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:

@@ -117,6 +117,8 @@ class SPP(Module):
 
     def __init__(self, levels=(1, 2, 4)):
         super().__init__()
+        if not isinstance(levels, (tuple, list)):
+            raise TypeError(f"SPP: expected levels to be a sequence of ints, got {levels!r}")
         self.levels = tuple(levels)
 
     def forward(self, input):

@@ -21,15 +21,24 @@ An op is a ``Function`` subclass with two static methods on plain ndarrays::
 Gradients are plain ndarrays. The engine sums a gradient over broadcast axes when its
 shape is broadcastable to, but larger than, its input's, and casts it to the input's dtype,
 so elementwise backward passes can return ``grad_out * b`` as is.
+
+Two hooks let code act while backward runs (data-parallel training starts sending a layer's
+gradients while earlier layers are still being differentiated), as in PyTorch:
+``Tensor.register_post_accumulate_grad_hook(hook)`` calls ``hook(leaf)`` once per backward,
+as soon as that leaf's ``.grad`` holds every contribution of the pass, and
+:func:`queue_callback` (called from such a hook) runs a function once the whole graph has
+been walked, before ``backward()`` returns.
 """
 import functools
+import itertools
 import threading
 
 import numpy as np
 
-__all__ = ["Function", "no_grad", "is_grad_enabled", "backward"]
+__all__ = ["Function", "no_grad", "is_grad_enabled", "backward", "queue_callback"]
 
 _grad_mode = threading.local()
+_engine = threading.local()  # .callbacks: the queue of the backward() running in this thread
 
 
 def is_grad_enabled():
@@ -192,6 +201,54 @@ def _sum_to(grad, shape, node, index):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
+class HookHandle:
+    """Returned by ``Tensor.register_post_accumulate_grad_hook``; ``remove()`` unregisters."""
+
+    _next_id = itertools.count()
+
+    def __init__(self, hooks):
+        self.hooks = hooks
+        self.id = next(HookHandle._next_id)
+
+    def remove(self):
+        self.hooks.pop(self.id, None)
+
+
+def queue_callback(fn):
+    """Run ``fn()`` when the ``backward()`` in progress has walked the whole graph, before it
+    returns (PyTorch's ``Variable._execution_engine.queue_callback``).
+
+    Only valid while a backward pass runs in this thread, i.e. from a gradient hook:
+    data-parallel training queues the wait for its in-flight gradient messages this way, so
+    that every gradient is averaged by the time ``backward()`` returns. Callbacks run in the
+    order queued; one may queue another.
+    """
+    queue = getattr(_engine, "callbacks", None)
+    if queue is None:
+        raise RuntimeError("queue_callback: no backward() is running in this thread")
+    queue.append(fn)
+
+
+def _hook_schedule(order):
+    """{node index: leaves}: each leaf with post-accumulate-grad hooks under the last node
+    (in walk order) that has it as an input; once that node has run, the leaf's ``.grad``
+    is final for this pass."""
+    last = {}
+    for i, node in enumerate(order):
+        for t in node.inputs:
+            if t is not None and t.grad_fn is None and t._grad_hooks:
+                last[id(t)] = (i, t)
+    schedule = {}
+    for i, t in last.values():
+        schedule.setdefault(i, []).append(t)
+    return schedule
+
+
+def _run_grad_hooks(leaf):
+    for hook in list(leaf._grad_hooks.values()):
+        hook(leaf)
+
+
 def _accumulate_leaf(leaf, grad):
     if leaf.grad is None:  # own a writable C-contiguous copy: grad may alias another array
         leaf.grad = np.array(grad, dtype=leaf.dtype, order="C", copy=True)
@@ -256,21 +313,40 @@ def backward(tensor, grad=None, retain_graph=False):
                              f"got {grad.shape}")
         grad = grad.astype(tensor.dtype, copy=False)
     root = tensor.grad_fn
-    if root is None:
-        _accumulate_leaf(tensor, grad)
-        return
-    if root.inputs is None:
+    if root is not None and root.inputs is None:
         raise _freed_error()
+    outer, _engine.callbacks = getattr(_engine, "callbacks", None), []
+    try:
+        if root is None:
+            _accumulate_leaf(tensor, grad)
+            if tensor._grad_hooks:
+                _run_grad_hooks(tensor)
+        else:
+            _walk(root, grad, retain_graph)
+        queue = _engine.callbacks
+        while queue:
+            queue.pop(0)()
+    finally:
+        _engine.callbacks = outer
+
+
+def _walk(root, grad, retain_graph):
+    order = _topological_order(root)
+    schedule = _hook_schedule(order)
+    received = set() if schedule else None  # ids of hooked leaves given a gradient
     grads = {root: grad}
-    for node in _topological_order(root):
+    for i, node in enumerate(order):
         grad_out = grads.pop(node, None)
         if grad_out is not None:
-            _run_node(node, grad_out, grads)
+            _run_node(node, grad_out, grads, received)
         if not retain_graph:
             node.free()
+        for leaf in schedule.get(i, ()):
+            if id(leaf) in received:
+                _run_grad_hooks(leaf)
 
 
-def _run_node(node, grad_out, grads):
+def _run_node(node, grad_out, grads, received=None):
     in_grads = node.function.backward(node.ctx, grad_out)
     if not isinstance(in_grads, (tuple, list)):
         in_grads = (in_grads,)
@@ -283,6 +359,8 @@ def _run_node(node, grad_out, grads):
         g = _sum_to(np.asarray(g), t.shape, node, i).astype(t.dtype, copy=False)
         if t.grad_fn is None:
             _accumulate_leaf(t, g)
+            if received is not None and t._grad_hooks:
+                received.add(id(t))
         elif t.grad_fn in grads:
             grads[t.grad_fn] = grads[t.grad_fn] + g  # out of place: g may alias another grad
         else:

@@ -48,6 +48,7 @@ class Tensor:
 
     # ndarray binary ops defer to ours, so ``ndarray * Tensor`` is differentiable.
     __array_priority__ = 1000
+    _grad_hooks = None  # {id: hook} once register_post_accumulate_grad_hook is called
 
     def __init__(self, data, requires_grad=False):
         self.data = _as_array(data)
@@ -104,6 +105,26 @@ class Tensor:
         """Accumulate the gradient of this tensor into every leaf's ``.grad``; see
         ``fastconv.autograd.backward``."""
         autograd.backward(self, grad, retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` in every ``backward()`` that reaches this leaf, once its
+        ``.grad`` holds all of that pass's contributions (as PyTorch's method of this name).
+
+        The hook may read or replace ``.grad``; its return value is ignored. Used to start
+        work on a gradient while the rest of the graph is still being differentiated (see
+        ``fastconv.autograd.queue_callback``). Returns a handle whose ``remove()``
+        unregisters the hook.
+        """
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks can only be registered on leaf "
+                               "tensors")
+        if not callable(hook):
+            raise TypeError(f"expected a callable hook, got {type(hook).__name__}")
+        if self._grad_hooks is None:
+            self._grad_hooks = {}
+        handle = autograd.HookHandle(self._grad_hooks)
+        self._grad_hooks[handle.id] = hook
+        return handle
 
     def __len__(self):
         return len(self.data)

@@ -3,6 +3,11 @@
 Exit codes: 0 done; 1 training diverged (non-finite loss); 2 bad arguments, a missing or
 damaged dataset, or a checkpoint that cannot be resumed (the message says which and why,
 no traceback); 130 interrupted (Ctrl-C; the last checkpoint stays valid).
+
+``--distributed`` (under ``mpirun -n K``): every rank runs this same setup, then the ranks
+agree that all of them succeeded before training (a setup failure on any rank is printed
+once, by the lowest failing rank, and every rank exits with the code); a failure during
+training aborts the whole job, since the other ranks may be waiting in a collective.
 """
 import math
 import sys
@@ -111,13 +116,42 @@ def _header(settings, model_params, sizes, threads, resumed_epoch):
 
 def run(args):
     """Run ``fastconv train`` with the parsed ``args``; returns the exit code."""
+    context = None
     try:
-        return _run(args)
+        if getattr(args, "distributed", False):
+            context = _mpi_context()
+        elif getattr(args, "sync_batchnorm", False):
+            raise UsageError("--sync-batchnorm needs --distributed")
+        return _run(args, context)
     except UsageError as exc:
-        return _fail(str(exc))
+        if context is None:
+            return _fail(str(exc))
+        return _agree(context, 2, str(exc))
 
 
-def _run(args):
+def _mpi_context():
+    from .context import MPIContext
+    try:
+        return MPIContext()
+    except ImportError:
+        raise UsageError("--distributed needs mpi4py and an MPI runtime: pip install "
+                         "'fastconv[mpi]' (from a source checkout: pip install '.[mpi]'), "
+                         "then start the ranks with mpirun -n K fastconv train ... "
+                         "--distributed") from None
+    except ValueError as exc:  # e.g. a bad FASTCONV_DIST_TIMEOUT
+        raise UsageError(str(exc)) from None
+
+
+def _agree(context, code, message=None):
+    """Every rank reports its setup outcome; the lowest failing rank prints its message.
+    Returns the largest code (0: every rank is ready to train)."""
+    worst, first = context.any_failed(code)
+    if first is not None and first == context.rank:
+        _fail(message if first == 0 else f"(rank {first}) {message}", code)
+    return worst
+
+
+def _run(args, context=None):
     started = time.perf_counter()
     state = None
     if args.resume is not None:
@@ -125,20 +159,23 @@ def _run(args):
             state = load_checkpoint(args.resume)
             saved = state["run"]["args"]
         except (FileNotFoundError, ValueError) as exc:
-            return _fail(f"cannot resume: {exc}")
+            raise UsageError(f"cannot resume: {exc}") from None
         except (KeyError, TypeError):
-            return _fail(f"cannot resume: checkpoint {args.resume!r} does not record the "
-                         "arguments of a fastconv train run")
+            raise UsageError(f"cannot resume: checkpoint {args.resume!r} does not record "
+                             "the arguments of a fastconv train run") from None
     settings = _resolve(args, None if state is None else saved)
     _check(settings)
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")
         _config.set_num_threads(args.threads)
+    elif context is not None:  # ranks x threads must not oversubscribe the cores
+        _config.set_num_threads(context.default_threads())
     threads = _config.get_num_threads()
     checkpoint = args.checkpoint if args.checkpoint is not None else args.resume
     plot = args.plot
-    reporter = Reporter(quiet=args.quiet)
+    reporter = Reporter(quiet=args.quiet,
+                        is_main_process=context is None or context.is_main_process)
     if plot is not None and matplotlib_missing():
         reporter.message(f"fastconv train: --plot skipped: {matplotlib_missing()}")
         plot = None
@@ -152,14 +189,24 @@ def _run(args):
             limit_test=settings["limit_test"], split_seed=settings["seed"],
             download=args.download)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
-        return _fail(str(exc))
+        raise UsageError(str(exc)) from None
     batch = settings["batch_size"]
-    train_loader = DataLoader(train, batch_size=batch, shuffle=True, seed=settings["seed"])
     eval_batch = max(batch, 256)
-    val_loader = None if val is None else DataLoader(val, batch_size=eval_batch)
-    test_loader = DataLoader(test, batch_size=eval_batch)
+    if context is None:
+        train_loader = DataLoader(train, batch_size=batch, shuffle=True,
+                                  seed=settings["seed"])
+        shard = None
+    else:  # this rank's shards: the training set reshuffled per epoch, evaluation split
+        train_loader = context.train_loader(train, batch, settings["seed"])
+        shard = context.shard
+    val_loader = None if val is None else DataLoader(val if shard is None else shard(val),
+                                                     batch_size=eval_batch)
+    test_loader = DataLoader(test if shard is None else shard(test), batch_size=eval_batch)
 
     model = recipes.build_model(settings["model"], settings["dataset"])
+    if context is not None and args.sync_batchnorm:
+        from ..distributed import SyncBatchNorm
+        model = SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = recipes.build_optimizer(settings["optimizer"], model.parameters(),
                                         lr=settings["lr"], momentum=settings["momentum"],
                                         weight_decay=settings["weight_decay"])
@@ -171,44 +218,69 @@ def _run(args):
     run_info = {"args": settings, "threads": threads, "data_dir": str(data_dir),
                 "dataset_sizes": sizes, "model_parameters": n_params,
                 "build_info": build_info()}
+    if context is not None:
+        run_info["distributed"] = {"world_size": context.world_size,
+                                   "sync_batchnorm": bool(args.sync_batchnorm)}
     trainer = Trainer(model, optimizer, train_loader, scheduler=scheduler,
                       scheduler_interval=interval, val_loader=val_loader,
                       test_loader=test_loader, patience=settings["patience"],
                       checkpoint=checkpoint, log=args.log, run_info=run_info,
-                      reporter=reporter)
+                      reporter=reporter, context=context)
     if state is not None:
         try:
             trainer.load_state_dict(state)
         except ValueError as exc:
-            return _fail(f"cannot resume from {args.resume!r}: {exc}")
+            raise UsageError(f"cannot resume from {args.resume!r}: {exc}") from None
         saved_threads = state["run"].get("threads")
         if saved_threads is not None and saved_threads != threads:
             reporter.message(f"note: the checkpoint was written with {saved_threads} "
                              f"threads, this run uses {threads}: results will match an "
                              "uninterrupted run to float32 rounding, not bit for bit")
+    if context is not None:  # the first collectives: every rank has got this far
+        code = _agree(context, 0)
+        if code:
+            return code
+        context.prepare(model)  # rank 0's weights everywhere; gradients averaged
     reporter.message(_header(settings, n_params, sizes, threads,
                              None if state is None else trainer.epoch))
+    if context is not None:
+        k = context.world_size
+        reporter.message(f"distributed: {k} rank{'s' if k != 1 else ''} x {threads} thread"
+                         f"{'s' if threads != 1 else ''}, batch {batch} per rank "
+                         f"({k * batch} in all), BatchNorm "
+                         f"{'synchronised' if args.sync_batchnorm else 'per rank'}")
     if trainer.stopped_early:
         reporter.message(f"the checkpoint's run already stopped early at epoch "
                          f"{trainer.epoch}; nothing to do")
     try:
         trainer.fit(settings["epochs"])
     except FloatingPointError as exc:
-        return _fail(str(exc), code=1)
+        return _stop(context, str(exc), 1)
     except KeyboardInterrupt:
         where = (f"; resume with --resume {checkpoint}" if checkpoint and trainer.epoch
                  else "")
-        return _fail(f"interrupted after {trainer.epoch} complete epochs{where}", code=130)
+        return _stop(context, f"interrupted after {trainer.epoch} complete epochs{where}",
+                     130)
     _summary(reporter, trainer, time.perf_counter() - started)
     if checkpoint is not None:
         reporter.message(f"checkpoint: {checkpoint}")
     if args.log is not None:
         reporter.message(f"log: {args.log}")
-    if plot is not None and trainer.history:
+    if plot is not None and trainer.history and reporter.is_main_process:
         plot_history(trainer.history, plot, title=f"{settings['model']} on "
                                                   f"{settings['dataset']}")
         reporter.message(f"plot: {plot}")
     return 0
+
+
+def _stop(context, message, code):
+    """A failure during training: in a distributed run the other ranks may be waiting in a
+    collective for this one, so the whole job is aborted."""
+    _fail(message if context is None or context.rank == 0
+          else f"(rank {context.rank}) {message}", code)
+    if context is not None:
+        context.abort(code)
+    return code
 
 
 def _summary(reporter, trainer, wall):

@@ -216,7 +216,9 @@ class Trainer:
         model.train()
         if hasattr(self.train_loader, "set_epoch"):
             self.train_loader.set_epoch(epoch)
-        total = len(getattr(self.train_loader, "dataset", ()))
+        total = getattr(self.train_loader, "num_samples", None)  # a rank's shard
+        if total is None:
+            total = len(getattr(self.train_loader, "dataset", ()))
         bar = self.reporter.epoch_bar(epoch + 1, epochs, total)
         sums = np.zeros(3)
         start = time.perf_counter()
@@ -249,6 +251,7 @@ class Trainer:
         start = time.perf_counter()
         lr = self._lr()
         loss, acc, n, seconds = self.train_epoch(epoch, epochs)
+        self.context.broadcast_buffers(self.model)  # evaluate and save one model everywhere
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_accuracy": acc,
                   "train_images": n, "train_time_s": seconds,
                   "images_per_s": n / seconds if seconds > 0 else float("nan")}

@@ -275,11 +275,32 @@ fc_fold16(const float *r, int kw, int s, int rel, __m512 *m, __m512i *k, __mmask
     *m = _mm512_mask_mov_ps(*m, u, h);
 }
 
-/* Values only (oi == NULL, inference): the 4 or 9 taps of 16 windows reduced by a max tree
- * (no index to track, so no compare-and-blend chain), NaN detected on the side as above. */
-static FC_AVX512 Py_ssize_t fc_max_vals_avx512(const float **r, int nr, int kw, int s,
-                                               float *om, Py_ssize_t lo, Py_ssize_t hi,
-                                               Py_ssize_t off)
+/* Values only (oi == NULL, inference): no index to track, so each group of 16 windows is
+ * reduced with max instructions, down the nr window rows first (vertical: one max per
+ * loaded vector) and then across the taps (stride 2: one even/odd split per group, not one
+ * per row). NaN is detected on the side, one unordered compare per pair of loaded vectors.
+ * nr, kw and s are constants at every call (the switch below), so the row loop has no
+ * branches and keeps the row pointers in registers. */
+static inline __attribute__((always_inline)) FC_AVX512 void
+fc_vmax2(const float **r, int nr, Py_ssize_t c, int o0, int o1, __m512 *a, __m512 *b,
+         __mmask16 *nan)
+{
+    __m512 x = _mm512_loadu_ps(r[0] + c + o0), y = _mm512_loadu_ps(r[0] + c + o1);
+    __mmask16 u = _mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q);
+    for (int i = 1; i < nr; i++) {
+        __m512 p = _mm512_loadu_ps(r[i] + c + o0), q = _mm512_loadu_ps(r[i] + c + o1);
+        u = _kor_mask16(u, _mm512_cmp_ps_mask(p, q, _CMP_UNORD_Q));
+        x = _mm512_max_ps(x, p);
+        y = _mm512_max_ps(y, q);
+    }
+    *a = x;
+    *b = y;
+    *nan = _kor_mask16(*nan, u);
+}
+
+static inline __attribute__((always_inline)) FC_AVX512 Py_ssize_t
+fc_max_vals_in(const float **r, int nr, int kw, int s, float *om, Py_ssize_t lo,
+               Py_ssize_t hi, Py_ssize_t off)
 {
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
                                          28, 30);
@@ -289,40 +310,49 @@ static FC_AVX512 Py_ssize_t fc_max_vals_avx512(const float **r, int nr, int kw, 
     Py_ssize_t ow = lo;
     __mmask16 nan = 0;
     for (;;) {
-        __m512 m = _mm512_set1_ps(-INFINITY), t0, t1, t2;
+        __m512 a, b, c2, d, t;
         if (ow + 16 > hi)
             ow = hi - 16;
-        for (int i = 0; i < nr; i++) {
-            const float *p = r[i] + s * ow + off;
-            if (s == 2) {
-                __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16);
-                t0 = _mm512_permutex2var_ps(a, ev, b);
-                t1 = _mm512_permutex2var_ps(a, od, b);
-                if (kw == 3)
-                    t2 = _mm512_permutex2var_ps(_mm512_loadu_ps(p + 2), eo,
-                                                _mm512_loadu_ps(p + 17));
-            } else {
-                t0 = _mm512_loadu_ps(p);
-                t1 = _mm512_loadu_ps(p + 1);
-                if (kw == 3)
-                    t2 = _mm512_loadu_ps(p + 2);
-            }
-            nan |= _mm512_cmp_ps_mask(t0, t1, _CMP_UNORD_Q);
-            t0 = _mm512_max_ps(t0, t1);
+        if (s == 2) {   /* columns 2ow+off .. 2ow+off+31 (+ 2 .. 33 for kw = 3) */
+            fc_vmax2(r, nr, 2 * ow + off, 0, 16, &a, &b, &nan);
+            t = _mm512_max_ps(_mm512_permutex2var_ps(a, ev, b), _mm512_permutex2var_ps(a, od, b));
             if (kw == 3) {
-                nan |= _mm512_cmp_ps_mask(t2, t2, _CMP_UNORD_Q);
-                t0 = _mm512_max_ps(t0, t2);
+                fc_vmax2(r, nr, 2 * ow + off, 2, 17, &c2, &d, &nan);
+                t = _mm512_max_ps(t, _mm512_permutex2var_ps(c2, eo, d));
             }
-            m = _mm512_max_ps(m, t0);
+        } else {
+            fc_vmax2(r, nr, ow + off, 0, 1, &a, &b, &nan);
+            t = _mm512_max_ps(a, b);
+            if (kw == 3) {
+                fc_vmax2(r, nr, ow + off, 2, 2, &c2, &d, &nan);
+                t = _mm512_max_ps(t, c2);
+            }
         }
-        _mm512_storeu_ps(om + ow, m);
+        _mm512_storeu_ps(om + ow, t);
         ow += 16;
         if (ow >= hi)
             return nan ? -1 : hi;
     }
 }
 
-static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, int nr,
+#define FC_VALS_CASE(NR, KW, S) \
+    case ((NR) * 4 + ((KW) - 2) * 2 + (S) - 1): \
+        return fc_max_vals_in(r, NR, KW, S, om, lo, hi, off);
+
+static FC_AVX512 Py_ssize_t fc_max_vals_avx512(const float **r, int nr, int kw, int s,
+                                               float *om, Py_ssize_t lo, Py_ssize_t hi,
+                                               Py_ssize_t off)
+{
+    switch (nr * 4 + (kw - 2) * 2 + s - 1) {
+    FC_VALS_CASE(1, 2, 1) FC_VALS_CASE(1, 2, 2) FC_VALS_CASE(1, 3, 1) FC_VALS_CASE(1, 3, 2)
+    FC_VALS_CASE(2, 2, 1) FC_VALS_CASE(2, 2, 2) FC_VALS_CASE(2, 3, 1) FC_VALS_CASE(2, 3, 2)
+    FC_VALS_CASE(3, 3, 1) FC_VALS_CASE(3, 3, 2)
+    }
+    return lo;   /* not reached: nr <= kw */
+}
+#undef FC_VALS_CASE
+
+static inline __attribute__((always_inline)) FC_AVX512 Py_ssize_t fc_max_rows_avx512_in(const float **r, const int *rel, int nr,
                                                int kw, int s, float *om, int64_t *oi,
                                                Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
                                                Py_ssize_t base)
@@ -335,11 +365,7 @@ static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, 
     if (hi - lo < 16)
         return fc_max_rows_avx2(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
     if (oi == NULL) {   /* constant kw and s again let the taps inline without branches */
-        if (kw == 3)
-            return s == 2 ? fc_max_vals_avx512(r, nr, 3, 2, om, lo, hi, off)
-                          : fc_max_vals_avx512(r, nr, 3, 1, om, lo, hi, off);
-        return s == 2 ? fc_max_vals_avx512(r, nr, 2, 2, om, lo, hi, off)
-                      : fc_max_vals_avx512(r, nr, 2, 1, om, lo, hi, off);
+        return fc_max_vals_avx512(r, nr, kw, s, om, lo, hi, off);
     }
     for (;;) {
         __m512 m = _mm512_set1_ps(-INFINITY);
@@ -371,6 +397,100 @@ static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, 
             return nan ? -1 : hi;
     }
 }
+
+static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, int nr,
+                                               int kw, int s, float *om, int64_t *oi,
+                                               Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
+                                               Py_ssize_t base)
+{
+    return fc_max_rows_avx512_in(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
+}
+
+/* One max window with bounds checks, dilation 1 along W and dh along H: PyTorch's loop
+ * element for element (first maximum wins, NaN propagates; a window holding no element
+ * gives -inf and the index of its first tap). oi == NULL: no index. */
+static inline void fc_max_window_f32(const float *xp, Py_ssize_t H, Py_ssize_t W,
+                                     Py_ssize_t h0, Py_ssize_t w0, int kh, int kw, int dh,
+                                     float *om, int64_t *oi)
+{
+    Py_ssize_t h1 = h0 + (Py_ssize_t)(kh - 1) * dh + 1, w1 = w0 + kw, ih, iw, mi;
+    float m = -INFINITY, v;
+    if (h0 < 0)
+        h0 += ((-h0 + dh - 1) / dh) * dh;
+    if (w0 < 0)
+        w0 = 0;
+    if (h1 > H)
+        h1 = H;
+    if (w1 > W)
+        w1 = W;
+    mi = h0 * W + w0;
+    for (ih = h0; ih < h1; ih += dh)
+        for (iw = w0; iw < w1; iw++) {
+            v = xp[ih * W + iw];
+            if (v > m || v != v) {
+                m = v;
+                mi = ih * W + iw;
+            }
+        }
+    *om = m;
+    if (oi)
+        *oi = mi;
+}
+
+/* A whole plane with AVX-512: the row kernel above on the interior windows [lo, hi) of
+ * every output row (at least 16 of them), fc_max_window_f32 on the border windows and on
+ * every window of a row that read a NaN. Same results as the row-by-row path of pool2d.pyx,
+ * without its per-row calls (they cost more than the SIMD work on 32-wide planes).
+ * k x k windows, k = 2 or 3; stride s = 1 or 2 and dilation 1 along W. */
+static FC_AVX512 void fc_max_plane_avx512(const float *xp, Py_ssize_t H, Py_ssize_t W,
+                                          Py_ssize_t OH, Py_ssize_t OW, int k, int sh,
+                                          int s, int ph, int pw, int dh, Py_ssize_t lo,
+                                          Py_ssize_t hi, float *op, int64_t *ip)
+{
+    /* The next plane (the thread's next iteration, most of the time) is prefetched as this
+     * one is done: planes of a few KB are a page or two each, and the hardware prefetchers
+     * stop at page boundaries, so each plane would otherwise start with cache misses.
+     * Prefetches past the end of the data are harmless (they never fault). */
+    const char *next = (const char *)(xp + H * W);
+    Py_ssize_t pf = 0, pf_end = H * W * (Py_ssize_t)sizeof(float);
+    Py_ssize_t pf_step = (pf_end + OH - 1) / OH;
+    for (Py_ssize_t oh = 0; oh < OH; oh++) {
+        float *om = op + oh * OW;
+        int64_t *oi = ip ? ip + oh * OW : NULL;
+        const float *r[3];
+        int rel[3], nr = 0;
+        Py_ssize_t first = 0, ow, done = -1, h0 = oh * sh - ph;
+        for (Py_ssize_t e = pf + pf_step; pf < e && pf < pf_end; pf += 64)
+            _mm_prefetch(next + pf, _MM_HINT_T0);
+        for (int i = 0; i < k; i++) {
+            Py_ssize_t ih = h0 + (Py_ssize_t)i * dh;
+            if (0 <= ih && ih < H) {
+                if (nr == 0)
+                    first = ih;
+                r[nr] = xp + ih * W;
+                rel[nr] = (int)((ih - first) * W);
+                nr++;
+            }
+        }
+        if (nr > 0) {
+            if (k == 3)
+                done = s == 2 ? fc_max_rows_avx512_in(r, rel, nr, 3, 2, om, oi, lo, hi, -pw, first * W)
+                              : fc_max_rows_avx512_in(r, rel, nr, 3, 1, om, oi, lo, hi, -pw, first * W);
+            else
+                done = s == 2 ? fc_max_rows_avx512_in(r, rel, nr, 2, 2, om, oi, lo, hi, -pw, first * W)
+                              : fc_max_rows_avx512_in(r, rel, nr, 2, 1, om, oi, lo, hi, -pw, first * W);
+        }
+        if (done < 0) {
+            for (ow = 0; ow < OW; ow++)
+                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
+        } else {
+            for (ow = 0; ow < lo; ow++)
+                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
+            for (ow = hi; ow < OW; ow++)
+                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
+        }
+    }
+}
 #endif  /* FC_POOL_X86 */
 
 static Py_ssize_t fc_max_rows_f32(const float **r, const int *rel, int nr, int kw, int s,
@@ -388,6 +508,21 @@ static Py_ssize_t fc_max_rows_f32(const float **r, const int *rel, int nr, int k
     }
 #endif
     return lo;
+}
+
+/* The plane path: returns 0 when it did the plane, -1 when the caller must (AVX-512 not
+ * active, or fewer than 16 interior windows per row). */
+static int fc_max_plane_f32(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                            Py_ssize_t OW, int k, int sh, int s, int ph, int pw, int dh,
+                            Py_ssize_t lo, Py_ssize_t hi, float *op, int64_t *ip)
+{
+#if FC_POOL_X86
+    if (hi - lo >= 16 && fc_pool_target() == FC_POOL_AVX512) {
+        fc_max_plane_avx512(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
+        return 0;
+    }
+#endif
+    return -1;
 }
 
 #endif  /* FC_POOL_MAX_H */

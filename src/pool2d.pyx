@@ -41,6 +41,11 @@ from scratch cimport fc_scratch
 
 cdef enum:
     LANES = 8   # partial sums of the global average (fixed, so the order is fixed)
+    MEAN_BLOCK = 64   # planes per call of the float32 global average
+
+cdef extern from "_pool_mean.h":
+    void fc_plane_means_f32(const float* x, Py_ssize_t P, Py_ssize_t n, float* out, float H,
+                            float W) noexcept nogil
 
 
 # ----------------------------------------------------------------------------- max forward
@@ -51,6 +56,9 @@ cdef extern from "_pool_max.h":
     Py_ssize_t fc_max_rows_f32(const float** r, const int* rel, int nr, int kw, int s,
                                float* om, int64_t* oi, Py_ssize_t lo, Py_ssize_t hi,
                                Py_ssize_t off, Py_ssize_t base) noexcept nogil
+    int fc_max_plane_f32(const float* xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                         Py_ssize_t OW, int k, int sh, int s, int ph, int pw, int dh,
+                         Py_ssize_t lo, Py_ssize_t hi, float* op, int64_t* ip) noexcept nogil
     const char* fc_pool_active_target() noexcept nogil
 
 
@@ -111,6 +119,11 @@ cdef void _max_plane(const Geom* g, const floating* xp, floating* op, int64_t* i
     if fast:
         _interior_cols(g, &lo, &hi)
         fast = lo < hi
+    if floating is float:   # the whole plane in C when it can (AVX-512, >= 16 windows a row)
+        if fast and (g.sw == 1 or g.sw == 2) and fc_max_plane_f32(
+                xp, g.H, g.W, g.OH, g.OW, <int>g.kw, <int>g.sh, <int>g.sw, <int>g.ph,
+                <int>g.pw, <int>g.dh, lo, hi, op, NULL if irow_stride == 0 else ip) == 0:
+            return
     for oh in range(g.OH):
         orow = op + oh * g.OW
         irow = ip + oh * irow_stride
@@ -437,18 +450,26 @@ def adaptive_avg_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                          floating[:, :, :, ::1] out,       # OUT (N, C, OH, OW)
                          int n_threads):
     """out = mean over each adaptive window (OH, OW taken from ``out``); (1, 1) is the
-    global average. ``out`` is fully overwritten. Parallel over the N*C planes (disjoint
-    output planes)."""
+    global average (float32: blocks of MEAN_BLOCK planes per call of the SIMD sum of
+    ``src/_pool_mean.h``). ``out`` is fully overwritten. Parallel over the N*C planes
+    (disjoint output planes)."""
     cdef Py_ssize_t p, P = x.shape[0] * x.shape[1]
     cdef Py_ssize_t H = x.shape[2], W = x.shape[3], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t nb = (P + MEAN_BLOCK - 1) // MEAN_BLOCK
     cdef const floating* xp
     cdef floating* op
     if P == 0 or OH * OW == 0:
         return
     with nogil:
         xp, op = &x[0, 0, 0, 0], &out[0, 0, 0, 0]
-        for p in prange(P, num_threads=n_threads, schedule="static"):
-            _adaptive_avg_plane(xp + p * H * W, op + p * OH * OW, H, W, OH, OW)
+        if floating is float and OH == 1 and OW == 1:
+            for p in prange(nb, num_threads=n_threads, schedule="static"):
+                fc_plane_means_f32(xp + p * MEAN_BLOCK * H * W,
+                                   min(<Py_ssize_t>MEAN_BLOCK, P - p * MEAN_BLOCK), H * W,
+                                   op + p * MEAN_BLOCK, <float>H, <float>W)
+        else:
+            for p in prange(P, num_threads=n_threads, schedule="static"):
+                _adaptive_avg_plane(xp + p * H * W, op + p * OH * OW, H, W, OH, OW)
 
 
 def adaptive_avg_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)

@@ -57,6 +57,8 @@ def _window_args(op, x, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def _is_int(v):
+    if type(v) is int:   # the common case, without the slow ABC check below
+        return True
     return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 

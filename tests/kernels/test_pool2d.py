@@ -248,6 +248,39 @@ for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 16), (1, 1, 5, 11)]:
             ro, ri = ref.max_pool2d(x, kern, s, p, 1, ceil)
             if not (np.array_equal(out, ro, equal_nan=True) and np.array_equal(idx, ri)):
                 sys.exit(f"mismatch {shape} {(kern, s, p, ceil)}")
+            vals = np.full(out.shape, 5.0, np.float32)      # inference: values only
+            k.max_forward(x, vals, None, kern, kern, s, s, p, p, 1, 1, 2)
+            if not np.array_equal(vals, ro, equal_nan=True):
+                sys.exit(f"values-only mismatch {shape} {(kern, s, p, ceil)}")
+# global average (float32 SIMD sum): plane sizes around the 16/32-lane blocks, plane counts
+# around the 64-plane blocks, NaN and inf
+for hw in [(1, 1), (1, 3), (4, 4), (1, 17), (5, 6), (8, 4), (3, 11), (7, 7), (8, 8), (10, 10)]:
+    x = rng.standard_normal((3, 43) + hw).astype(np.float32)
+    x[1, 2, 0, 0] = np.nan
+    x[2, 5, -1, -1] = np.inf
+    out = np.empty((3, 43, 1, 1), np.float32)
+    k.adaptive_avg_forward(x, out, 2)
+    want = ref.adaptive_avg_pool2d(x, (1, 1))
+    if not np.allclose(out, want, rtol=1e-5, atol=1e-6, equal_nan=True):
+        sys.exit(f"global average mismatch {hw}")
+    one = np.empty_like(out)
+    k.adaptive_avg_forward(x, one, 1)
+    if not np.array_equal(out, one, equal_nan=True):
+        sys.exit(f"global average differs with the thread count {hw}")
+# taps along H strided or dilated differently from W (the row kernels need only dw = 1)
+x = rng.standard_normal((2, 3, 23, 53)).astype(np.float32)
+x[1, 2, 7, 20] = np.nan
+x[0, 1, 0, :] = -np.inf
+for kern, s, p, d in [(3, (3, 2), 1, (2, 1)), (2, (1, 2), (1, 0), (3, 1)), (3, (2, 1), (0, 1), 1)]:
+    ro, ri = ref.max_pool2d(x, kern, s, p, d)
+    s2, p2, d2 = (s, s) if np.isscalar(s) else s, (p, p) if np.isscalar(p) else p, (d, d) if np.isscalar(d) else d
+    out, idx = np.empty(ro.shape, np.float32), np.empty(ro.shape, np.int64)
+    k.max_forward(x, out, idx, kern, kern, *s2, *p2, *d2, 2)
+    vals = np.empty(ro.shape, np.float32)
+    k.max_forward(x, vals, None, kern, kern, *s2, *p2, *d2, 1)
+    if not (np.array_equal(out, ro, equal_nan=True) and np.array_equal(idx, ri)
+            and np.array_equal(vals, ro, equal_nan=True)):
+        sys.exit(f"mismatch {(kern, s, p, d)}")
 """
 
 

@@ -43,7 +43,12 @@ cdef enum:
     LANES = 8   # partial sums of the global average (fixed, so the order is fixed)
     MEAN_BLOCK = 64   # planes per call of the float32 global average
 
-cdef extern from "_pool_mean.h":
+cdef extern from "_pool_avg.h":
+    int fc_avg2_plane_f32(const float* xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OW, int ph,
+                          int pw, Py_ssize_t r_lo, Py_ssize_t r_hi, Py_ssize_t lo,
+                          Py_ssize_t hi, float div, float* op) noexcept nogil
+    int fc_avg2_backward_plane_f32(const float* gyp, Py_ssize_t OH, Py_ssize_t OW,
+                                   Py_ssize_t W, float div, float* gxp) noexcept nogil
     void fc_plane_means_f32(const float* x, Py_ssize_t P, Py_ssize_t n, float* out, float H,
                             float W) noexcept nogil
 
@@ -244,10 +249,31 @@ cdef void _avg_plane(const Geom* g, const floating* xp, floating* op, bint inclu
                      Py_ssize_t divisor_override) noexcept nogil:
     cdef Py_ssize_t oh, ow, ih, lo = 0, hi = 0, h0, h1, w0, w1, div
     cdef floating* orow
+    cdef Py_ssize_t r_lo, r_hi
     cdef bint fast = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2
     if fast:
         _interior_cols(g, &lo, &hi)
         fast = lo < hi
+    if floating is float:   # interior windows in C (AVX-512, >= 16 a row), borders here
+        if fast:
+            r_lo = (g.ph + 1) // 2                  # rows with both window rows inside
+            r_hi = (g.H - 2 + g.ph) // 2 + 1 if g.H - 2 + g.ph >= 0 else 0
+            r_hi = min(r_hi, g.OH)
+            r_lo = min(r_lo, r_hi)
+            _avg_window(g, r_lo, lo, include_pad, divisor_override, &h0, &h1, &w0, &w1, &div)
+            if fc_avg2_plane_f32(xp, g.H, g.W, g.OW, <int>g.ph, <int>g.pw, r_lo, r_hi, lo, hi,
+                                 <float>div, op) == 0:
+                for oh in range(g.OH):
+                    orow = op + oh * g.OW
+                    if r_lo <= oh < r_hi:
+                        for ow in range(lo):
+                            orow[ow] = _avg_elem(g, xp, oh, ow, include_pad, divisor_override)
+                        for ow in range(hi, g.OW):
+                            orow[ow] = _avg_elem(g, xp, oh, ow, include_pad, divisor_override)
+                    else:
+                        for ow in range(g.OW):
+                            orow[ow] = _avg_elem(g, xp, oh, ow, include_pad, divisor_override)
+                return
     for oh in range(g.OH):
         orow = op + oh * g.OW
         ih = oh * 2 - g.ph
@@ -276,6 +302,17 @@ cdef void _avg_backward_plane(const Geom* g, const floating* gyp, floating* gxp,
     if tiled:
         # windows tile the top-left OH*kh x OW*kw block without overlap or clipping: write
         # each gradient once and zero the uncovered bottom rows and right columns
+        if floating is float:
+            if g.kh == 2 and g.kw == 2 and g.OH > 0:
+                _avg_window(g, 0, 0, include_pad, divisor_override, &h0, &h1, &w0, &w1, &div)
+                if fc_avg2_backward_plane_f32(gyp, g.OH, g.OW, g.W, <float>div, gxp) == 0:
+                    for ih in range(2 * g.OH):
+                        for iw in range(g.OW * 2, g.W):
+                            gxp[ih * g.W + iw] = 0
+                    if g.OH * 2 < g.H:
+                        memset(gxp + g.OH * 2 * g.W, 0,
+                               (g.H - g.OH * 2) * g.W * sizeof(floating))
+                    return
         for oh in range(g.OH):
             _avg_window(g, oh, 0, include_pad, divisor_override, &h0, &h1, &w0, &w1, &div)
             for ih in range(oh * g.sh, oh * g.sh + g.kh):
@@ -451,7 +488,7 @@ def adaptive_avg_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                          int n_threads):
     """out = mean over each adaptive window (OH, OW taken from ``out``); (1, 1) is the
     global average (float32: blocks of MEAN_BLOCK planes per call of the SIMD sum of
-    ``src/_pool_mean.h``). ``out`` is fully overwritten. Parallel over the N*C planes
+    ``src/_pool_avg.h``). ``out`` is fully overwritten. Parallel over the N*C planes
     (disjoint output planes)."""
     cdef Py_ssize_t p, P = x.shape[0] * x.shape[1]
     cdef Py_ssize_t H = x.shape[2], W = x.shape[3], OH = out.shape[2], OW = out.shape[3]

@@ -267,6 +267,23 @@ for hw in [(1, 1), (1, 3), (4, 4), (1, 17), (5, 6), (8, 4), (3, 11), (7, 7), (8,
     k.adaptive_avg_forward(x, one, 1)
     if not np.array_equal(out, one, equal_nan=True):
         sys.exit(f"global average differs with the thread count {hw}")
+# 2x2 stride-2 average (float32 SIMD planes), forward and backward, borders and overrides
+for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 33), (1, 1, 3, 32)]:
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[0, 0, 2, 17] = np.nan
+    for p, ceil, incl, div in [(0, False, True, 0), (1, False, True, 0), (1, True, False, 0),
+                               (0, True, True, 3), (1, False, False, 5)]:
+        want = ref.avg_pool2d(x, 2, 2, p, ceil, incl, div or None)
+        out = np.empty(want.shape, np.float32)
+        k.avg_forward(x, out, 2, 2, 2, 2, p, p, incl, div, 2)
+        if not np.allclose(out, want, rtol=1e-5, atol=1e-6, equal_nan=True):
+            sys.exit(f"avg mismatch {shape} {(p, ceil, incl, div)}")
+        gy = rng.standard_normal(want.shape).astype(np.float32)
+        gx = np.full(shape, np.nan, np.float32)
+        k.avg_backward(gy, gx, 2, 2, 2, 2, p, p, incl, div, 2)
+        gwant = ref.avg_pool2d_backward(gy, shape, 2, 2, p, ceil, incl, div or None)
+        if not np.allclose(gx, gwant, rtol=1e-5, atol=1e-6):
+            sys.exit(f"avg backward mismatch {shape} {(p, ceil, incl, div)}")
 # taps along H strided or dilated differently from W (the row kernels need only dw = 1)
 x = rng.standard_normal((2, 3, 23, 53)).astype(np.float32)
 x[1, 2, 7, 20] = np.nan

@@ -43,6 +43,11 @@ cdef enum:
     LANES = 8   # partial sums of the global average (fixed, so the order is fixed)
     MEAN_BLOCK = 64   # planes per call of the float32 global average
 
+cdef extern from "_pool_max_bwd.h":
+    int fc_max2_backward_plane_f32(const float* gyp, const int64_t* ip, Py_ssize_t OH,
+                                   Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W,
+                                   float* gxp) noexcept nogil
+
 cdef extern from "_pool_avg.h":
     int fc_avg2_plane_f32(const float* xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OW, int ph,
                           int pw, Py_ssize_t r_lo, Py_ssize_t r_hi, Py_ssize_t lo,
@@ -155,9 +160,18 @@ cdef void _max_plane(const Geom* g, const floating* xp, floating* op, int64_t* i
 
 
 cdef void _max_backward_plane(const floating* gyp, const int64_t* ip, floating* gxp,
-                              Py_ssize_t HW, Py_ssize_t OHW) noexcept nogil:
-    cdef Py_ssize_t j
+                              Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                              Py_ssize_t OW) noexcept nogil:
+    cdef Py_ssize_t j, r, HW = H * W, OHW = OH * OW
     cdef int64_t i
+    if floating is float:   # windows of 2x2 stride 2: each grad_in row written once, in C
+        if 2 * OH <= H and 2 * OW <= W and fc_max2_backward_plane_f32(
+                gyp, ip, OH, OW, H, W, gxp) == 0:
+            if 2 * OW < W:
+                for r in range(2 * OH):
+                    memset(gxp + r * W + 2 * OW, 0, (W - 2 * OW) * sizeof(floating))
+            memset(gxp + 2 * OH * W, 0, (H - 2 * OH) * W * sizeof(floating))
+            return
     memset(gxp, 0, HW * sizeof(floating))
     for j in range(OHW):
         i = ip[j]
@@ -217,8 +231,8 @@ def max_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)
     so each iteration writes only its own grad_in plane.
     """
     cdef Py_ssize_t p, P = grad_in.shape[0] * grad_in.shape[1]
-    cdef Py_ssize_t HW = grad_in.shape[2] * grad_in.shape[3]
-    cdef Py_ssize_t OHW = grad_out.shape[2] * grad_out.shape[3]
+    cdef Py_ssize_t H = grad_in.shape[2], W = grad_in.shape[3], HW = H * W
+    cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3], OHW = OH * OW
     cdef const floating* gyp
     cdef const int64_t* ip
     cdef floating* gxp
@@ -230,7 +244,7 @@ def max_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)
     with nogil:
         gyp, ip, gxp = &grad_out[0, 0, 0, 0], &indices[0, 0, 0, 0], &grad_in[0, 0, 0, 0]
         for p in prange(P, num_threads=n_threads, schedule="static"):
-            _max_backward_plane(gyp + p * OHW, ip + p * OHW, gxp + p * HW, HW, OHW)
+            _max_backward_plane(gyp + p * OHW, ip + p * OHW, gxp + p * HW, H, W, OH, OW)
 
 
 # ------------------------------------------------------------------------------ average

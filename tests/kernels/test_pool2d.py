@@ -267,6 +267,28 @@ for hw in [(1, 1), (1, 3), (4, 4), (1, 17), (5, 6), (8, 4), (3, 11), (7, 7), (8,
     k.adaptive_avg_forward(x, one, 1)
     if not np.array_equal(out, one, equal_nan=True):
         sys.exit(f"global average differs with the thread count {hw}")
+# max backward: 2x2 stride-2 planes are written row by row (float32 SIMD) when every index
+# lies in its window's 2x2 block; other indices (3x3 windows) fall back to the scatter
+for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 33), (1, 1, 3, 32)]:
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)
+    x[0, 0, 2, 17] = np.nan
+    for kern, s, p in [(2, 2, 0), (3, 2, 0), (3, 2, 1), (2, 2, 1)]:
+        for ceil in (False, True):
+            try:
+                oh = ref.pool_output_size(shape[2], kern, s, p, 1, ceil)
+                ow = ref.pool_output_size(shape[3], kern, s, p, 1, ceil)
+            except ValueError:
+                continue
+            out = np.empty(shape[:2] + (oh, ow), np.float32)
+            idx = np.empty(out.shape, np.int64)
+            k.max_forward(x, out, idx, kern, kern, s, s, p, p, 1, 1, 2)
+            gy = rng.standard_normal(out.shape).astype(np.float32)
+            gy[0, 0, 0, :3] = -0.0
+            gx = np.full(shape, np.nan, np.float32)
+            k.max_backward(gy, idx, gx, 2)
+            want = ref.max_pool2d_backward(gy, idx, shape)
+            if not (np.allclose(gx, want, rtol=1e-6, atol=0) and not np.signbit(gx[gx == 0]).any()):
+                sys.exit(f"max backward mismatch {shape} {(kern, s, p, ceil)}")
 # 2x2 stride-2 average (float32 SIMD planes), forward and backward, borders and overrides
 for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 33), (1, 1, 3, 32)]:
     x = rng.standard_normal(shape).astype(np.float32)

@@ -1,0 +1,77 @@
+/* Float32 max-pooling backward for 2x2 stride-2 windows that tile the plane (no padding or
+ * dilation), with the run-time ISA choice of _pool_max.h; included from src/pool2d.pyx.
+ *
+ * Each input element is a tap of at most one window, so instead of zeroing the plane and
+ * scattering grad_out through the indices, every grad_in row is written once, in order:
+ * tap t of window (oh, ow) gets grad_out[oh, ow] where the window's argmax is t, else 0
+ * (the value is added to +0, as the scatter does, so -0 gradients give +0 there too).
+ * An index outside its own window (not from a 2x2 stride-2 forward) makes the function
+ * return -1 before it writes anything of that output row; the caller then redoes the plane
+ * with the scatter.
+ */
+#ifndef FC_POOL_MAX_BWD_H
+#define FC_POOL_MAX_BWD_H
+#include "_pool_max.h"
+
+#if FC_POOL_X86
+static FC_AVX512 int fc_max2_backward_plane_avx512(const float *gyp, const int64_t *ip,
+                                                   Py_ssize_t OH, Py_ssize_t OW,
+                                                   Py_ssize_t W, float *gxp)
+{
+    const __m512i lo16 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22,
+                                           7, 23);
+    const __m512i hi16 = _mm512_add_epi32(lo16, _mm512_set1_epi32(8));
+    const __m512i lane2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                            26, 28, 30);
+    const __m512i one = _mm512_set1_epi32(1), wv = _mm512_set1_epi32((int)W);
+    const __m512i w1 = _mm512_set1_epi32((int)W + 1);
+    const __m512 zero = _mm512_setzero_ps();
+    for (Py_ssize_t oh = 0; oh < OH; oh++) {
+        float *g0 = gxp + 2 * oh * W, *g1 = g0 + W;
+        const float *gy = gyp + oh * OW;
+        const int64_t *ix = ip + oh * OW;
+        for (Py_ssize_t ow = 0;; ow += 16) {
+            if (ow + 16 > OW)
+                ow = OW - 16;
+            __m512i base = _mm512_add_epi32(_mm512_set1_epi32((int)(2 * oh * W + 2 * ow)), lane2);
+            __m256i i0 = _mm512_cvtsepi64_epi32(_mm512_loadu_si512((const void *)(ix + ow)));
+            __m256i i1 = _mm512_cvtsepi64_epi32(_mm512_loadu_si512((const void *)(ix + ow + 8)));
+            __m512i rel = _mm512_sub_epi32(
+                _mm512_inserti64x4(_mm512_castsi256_si512(i0), i1, 1), base);
+            __mmask16 m00 = _mm512_cmpeq_epi32_mask(rel, _mm512_setzero_si512());
+            __mmask16 m01 = _mm512_cmpeq_epi32_mask(rel, one);
+            __mmask16 m10 = _mm512_cmpeq_epi32_mask(rel, wv);
+            __mmask16 m11 = _mm512_cmpeq_epi32_mask(rel, w1);
+            /* every index in its window (and in int32 range: the caller checks H*W) */
+            if ((__mmask16)(m00 | m01 | m10 | m11) != (__mmask16)0xFFFF)
+                return -1;
+            __m512 v = _mm512_loadu_ps(gy + ow);
+            __m512 e = _mm512_add_ps(_mm512_maskz_mov_ps(m00, v), zero);
+            __m512 o = _mm512_add_ps(_mm512_maskz_mov_ps(m01, v), zero);
+            _mm512_storeu_ps(g0 + 2 * ow, _mm512_permutex2var_ps(e, lo16, o));
+            _mm512_storeu_ps(g0 + 2 * ow + 16, _mm512_permutex2var_ps(e, hi16, o));
+            e = _mm512_add_ps(_mm512_maskz_mov_ps(m10, v), zero);
+            o = _mm512_add_ps(_mm512_maskz_mov_ps(m11, v), zero);
+            _mm512_storeu_ps(g1 + 2 * ow, _mm512_permutex2var_ps(e, lo16, o));
+            _mm512_storeu_ps(g1 + 2 * ow + 16, _mm512_permutex2var_ps(e, hi16, o));
+            if (ow + 16 >= OW)
+                break;
+        }
+    }
+    return 0;
+}
+#endif
+
+/* 0 when done (the windows' 2*OH x 2*OW block of grad_in; the caller zeroes the rest), -1
+ * when the caller must scatter instead (not AVX-512, OW < 16, or a foreign index). */
+static int fc_max2_backward_plane_f32(const float *gyp, const int64_t *ip, Py_ssize_t OH,
+                                      Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W, float *gxp)
+{
+#if FC_POOL_X86
+    if (OW >= 16 && H * W < ((Py_ssize_t)1 << 30) && fc_pool_target() == FC_POOL_AVX512)
+        return fc_max2_backward_plane_avx512(gyp, ip, OH, OW, W, gxp);
+#endif
+    return -1;
+}
+
+#endif  /* FC_POOL_MAX_BWD_H */

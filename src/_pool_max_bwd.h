@@ -74,4 +74,30 @@ static int fc_max2_backward_plane_f32(const float *gyp, const int64_t *ip, Py_ss
     return -1;
 }
 
+/* The general backward of one float32 plane: zero it, then scatter grad_out through the
+ * indices (an index outside the plane is skipped). The next plane's grad_out, indices and
+ * grad_in are prefetched along the way, spread over the scatter: planes are a few pages each
+ * and the hardware prefetchers stop at page boundaries. */
+static void fc_max_backward_plane_f32(const float *gyp, const int64_t *ip, Py_ssize_t HW,
+                                      Py_ssize_t OHW, float *gxp)
+{
+    const char *ngy = (const char *)(gyp + OHW), *nip = (const char *)(ip + OHW);
+    const char *ngx = (const char *)(gxp + HW);
+    Py_ssize_t ngx_bytes = HW * (Py_ssize_t)sizeof(float), gx_pf = 0;
+    Py_ssize_t gx_step = OHW > 0 ? (ngx_bytes / OHW + 1) * 16 : 0;   /* per 16 outputs */
+    memset(gxp, 0, (size_t)HW * sizeof(float));
+    for (Py_ssize_t j = 0; j < OHW; j++) {
+        int64_t i = ip[j];
+        if ((j & 15) == 0) {
+            __builtin_prefetch(ngy + 4 * j, 0, 3);
+            __builtin_prefetch(nip + 8 * j, 0, 3);
+            __builtin_prefetch(nip + 8 * j + 64, 0, 3);
+            for (Py_ssize_t e = gx_pf + gx_step; gx_pf < e && gx_pf < ngx_bytes; gx_pf += 64)
+                __builtin_prefetch(ngx + gx_pf, 1, 3);
+        }
+        if ((size_t)i < (size_t)HW)
+            gxp[i] += gyp[j];
+    }
+}
+
 #endif  /* FC_POOL_MAX_BWD_H */

@@ -47,6 +47,8 @@ cdef extern from "_pool_max_bwd.h":
     int fc_max2_backward_plane_f32(const float* gyp, const int64_t* ip, Py_ssize_t OH,
                                    Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W,
                                    float* gxp) noexcept nogil
+    void fc_max_backward_plane_f32(const float* gyp, const int64_t* ip, Py_ssize_t HW,
+                                   Py_ssize_t OHW, float* gxp) noexcept nogil
 
 cdef extern from "_pool_avg.h":
     int fc_avg2_plane_f32(const float* xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OW, int ph,
@@ -172,6 +174,8 @@ cdef void _max_backward_plane(const floating* gyp, const int64_t* ip, floating* 
                     memset(gxp + r * W + 2 * OW, 0, (W - 2 * OW) * sizeof(floating))
             memset(gxp + 2 * OH * W, 0, (H - 2 * OH) * W * sizeof(floating))
             return
+        fc_max_backward_plane_f32(gyp, ip, HW, OHW, gxp)
+        return
     memset(gxp, 0, HW * sizeof(floating))
     for j in range(OHW):
         i = ip[j]

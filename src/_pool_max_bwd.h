@@ -13,6 +13,12 @@
 #define FC_POOL_MAX_BWD_H
 #include "_pool_max.h"
 
+#if defined(__GNUC__)
+#define FC_PREFETCH(p, rw) __builtin_prefetch((p), (rw), 3)
+#else
+#define FC_PREFETCH(p, rw) ((void)0)
+#endif
+
 #if FC_POOL_X86
 static FC_AVX512 int fc_max2_backward_plane_avx512(const float *gyp, const int64_t *ip,
                                                    Py_ssize_t OH, Py_ssize_t OW,
@@ -89,11 +95,11 @@ static void fc_max_backward_plane_f32(const float *gyp, const int64_t *ip, Py_ss
     for (Py_ssize_t j = 0; j < OHW; j++) {
         int64_t i = ip[j];
         if ((j & 15) == 0) {
-            __builtin_prefetch(ngy + 4 * j, 0, 3);
-            __builtin_prefetch(nip + 8 * j, 0, 3);
-            __builtin_prefetch(nip + 8 * j + 64, 0, 3);
+            FC_PREFETCH(ngy + 4 * j, 0);
+            FC_PREFETCH(nip + 8 * j, 0);
+            FC_PREFETCH(nip + 8 * j + 64, 0);
             for (Py_ssize_t e = gx_pf + gx_step; gx_pf < e && gx_pf < ngx_bytes; gx_pf += 64)
-                __builtin_prefetch(ngx + gx_pf, 1, 3);
+                FC_PREFETCH(ngx + gx_pf, 1);
         }
         if ((size_t)i < (size_t)HW)
             gxp[i] += gyp[j];

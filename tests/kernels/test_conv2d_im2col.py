@@ -4,7 +4,8 @@ The kernel picks it by itself for stride-1 layers with little junk (src/_padded.
 in chunks of images, backward_input as the forward convolution of grad_out with the flipped
 kernel, backward_weight as one GEMM over a chunk's pixels. Each pass is checked against the
 NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
-with the geometries on both sides of every switch: junk share, cin_g >= 8 for
+with the geometries on both sides of every switch: junk share (up to 2 junk columns per
+output column), cin_g >= 8 for
 backward_input, padding > dilation*(k-1), non-finite inputs for backward_weight, and its
 dot-product form (AVX-512, <= 32 channels per group) against its GEMM form.
 """
@@ -25,7 +26,12 @@ CASES = [
     (5, 16, 9, 11, 16, 3, 3, (2, 2), (2, 2), 2),     # dilation, groups, odd sizes
     (2, 9, 12, 7, 6, 2, 4, (0, 3), (1, 1), 3),       # asymmetric kernel and padding
     (4, 1, 28, 28, 6, 5, 5, (2, 2), (1, 1), 1),      # lenet_c1: C_in = 1
-    (3, 6, 14, 14, 16, 5, 5, (0, 0), (1, 1), 1),     # lenet_c2: too much junk, general path
+    (3, 6, 14, 14, 16, 5, 5, (0, 0), (1, 1), 1),     # lenet_c2: 40% junk, padded form
+    (3, 16, 8, 8, 12, 5, 5, (0, 0), (1, 1), 1),      # 100% junk: padded (backward_input not)
+    (2, 8, 9, 9, 8, 7, 7, (0, 0), (1, 1), 1),        # 200% junk: the limit, padded
+    (2, 8, 10, 3, 8, 3, 3, (0, 0), (1, 1), 1),       # 1 output column per 3: padded
+    (2, 8, 6, 9, 8, 5, 5, (0, 0), (1, 1), 1),        # 4 junk per 5 columns: padded
+    (2, 8, 5, 9, 8, 3, 8, (0, 0), (1, 1), 1),        # 7 junk per 2 columns: general path
     (2, 8, 6, 6, 8, 3, 3, (4, 4), (1, 1), 1),        # padding > dilation*(k-1)
     (1, 24, 5, 5, 32, 3, 3, (1, 1), (1, 1), 1),      # N = 1 < threads: parallel GEMM
     (17, 8, 4, 4, 8, 3, 3, (1, 1), (1, 1), 1),       # many small images: several chunks

@@ -368,11 +368,15 @@ cdef int backward_weight_dot(const floating *x, const floating *gy, floating *gw
     block of every group over a superblock in parallel. Each block adds its sums to gw once
     per superblock, superblocks in order: the summation order depends on the shape only."""
     cdef Py_ssize_t n0, nc, i, ld, co, t0, npc, p0, p1, tot, pair, grp, rem, co0, r0
+    cdef Py_ssize_t nsb, j, t
     cdef Py_ssize_t cob = (g.cout_g + FC_WG_CO - 1) // FC_WG_CO
     cdef Py_ssize_t rb = (g.K + FC_WG_R - 1) // FC_WG_R
+    cdef Py_ssize_t nblk = g.groups * cob * rb
+    cdef Py_ssize_t nthr = max(1, min(<Py_ssize_t>n_threads, nblk))
+    cdef Py_ssize_t *sb = <Py_ssize_t *>fc_scratch(3, (w.max_pieces + 1) * sizeof(Py_ssize_t))
     cdef floating *xp = <floating *>fc_scratch(1, w.nb * w.S * sizeof(floating))
     cdef floating *gyp = <floating *>fc_scratch(2, w.nb * g.C_out * w.La * sizeof(floating))
-    if xp == NULL or gyp == NULL:
+    if xp == NULL or gyp == NULL or sb == NULL:
         return -1
     memset(gw, 0, g.C_out * g.K * sizeof(floating))
     n0 = 0
@@ -394,28 +398,41 @@ cdef int backward_weight_dot(const floating *x, const floating *gy, floating *gw
                 pieces[npc].len = min(w.T2, w.La - t0)
                 t0 += pieces[npc].len
                 npc += 1
-        p0 = 0
+        # superblocks: runs of pieces of at most T2 pixels, boundaries in sb[0..nsb]
+        nsb, p0 = 0, 0
+        sb[0] = 0
         while p0 < npc:
             p1, tot = p0 + 1, pieces[p0].len
             while p1 < npc and tot + pieces[p1].len <= w.T2:
                 tot += pieces[p1].len
                 p1 += 1
-            for pair in prange(g.groups * cob * rb, num_threads=n_threads, schedule="static"):
-                grp = pair // (cob * rb)
-                rem = pair % (cob * rb)
-                co0 = grp * g.cout_g + rem // rb * FC_WG_CO
-                r0 = rem % rb * FC_WG_R
-                if floating is float:
-                    fc_wg_block_f32(xp + grp * g.cin_g * g.plane, gyp + co0 * ld, ld,
-                                    g.pcols.rowoff + r0, pieces + p0, p1 - p0,
-                                    min(FC_WG_CO, (grp + 1) * g.cout_g - co0),
-                                    min(FC_WG_R, g.K - r0), gw + co0 * g.K + r0, g.K)
-                else:
-                    fc_wg_block_f64(xp + grp * g.cin_g * g.plane, gyp + co0 * ld, ld,
-                                    g.pcols.rowoff + r0, pieces + p0, p1 - p0,
-                                    min(FC_WG_CO, (grp + 1) * g.cout_g - co0),
-                                    min(FC_WG_R, g.K - r0), gw + co0 * g.K + r0, g.K)
+            nsb += 1
+            sb[nsb] = p1
             p0 = p1
+        # One parallel region per chunk (not one per superblock: a fork and join each cost
+        # a scheduling round when another process holds a core). Thread t owns the blocks
+        # [t*nblk/T, (t+1)*nblk/T), as a static prange over the blocks would give it, and
+        # walks the superblocks in order (their data stay in its L2 across its blocks), so
+        # every gw entry gets the same sums in the same order as before.
+        for t in prange(nthr, num_threads=nthr, schedule="static"):
+            for j in range(nsb):
+                for pair in range(t * nblk // nthr, (t + 1) * nblk // nthr):
+                    grp = pair // (cob * rb)
+                    rem = pair % (cob * rb)
+                    co0 = grp * g.cout_g + rem // rb * FC_WG_CO
+                    r0 = rem % rb * FC_WG_R
+                    if floating is float:
+                        fc_wg_block_f32(xp + grp * g.cin_g * g.plane, gyp + co0 * ld, ld,
+                                        g.pcols.rowoff + r0, pieces + sb[j],
+                                        sb[j + 1] - sb[j],
+                                        min(FC_WG_CO, (grp + 1) * g.cout_g - co0),
+                                        min(FC_WG_R, g.K - r0), gw + co0 * g.K + r0, g.K)
+                    else:
+                        fc_wg_block_f64(xp + grp * g.cin_g * g.plane, gyp + co0 * ld, ld,
+                                        g.pcols.rowoff + r0, pieces + sb[j],
+                                        sb[j + 1] - sb[j],
+                                        min(FC_WG_CO, (grp + 1) * g.cout_g - co0),
+                                        min(FC_WG_R, g.K - r0), gw + co0 * g.K + r0, g.K)
         n0 += nc
     return 0
 

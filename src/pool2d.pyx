@@ -27,6 +27,13 @@ AVX2 or SSE2 picked at run time (``src/_pool_max.h``), which also detect NaN on 
 average 2x2 stride 2 as one vectorised loop; the global average as a sum in fixed partial
 lanes. Borders and every other geometry go through the per-window loops, which check bounds
 (``src/_pool2d_helpers.pxd``).
+
+With AVX-512 the float32 hot shapes run whole planes in C, since on small planes (32x32 and
+less) the per-row calls cost more than the SIMD work: max pooling (``_pool_max.h``), 2x2
+stride-2 and global average pooling (``_pool_avg.h``), and max-pool backward
+(``_pool_max_bwd.h``: 2x2 stride-2 windows write each grad_in row once instead of zeroing and
+scattering; other windows scatter). They prefetch the next plane as they go: a plane is a
+page or a few, and the hardware prefetchers stop at page boundaries.
 """
 from cython cimport floating
 from cython.parallel cimport prange

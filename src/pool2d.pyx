@@ -44,6 +44,7 @@ from libc.math cimport INFINITY
 from _pool2d_helpers cimport (Geom, _geom, _interior_cols, _max_elem, _fold2, _fold3,
                               _has_nan, _avg_window, _avg_elem)
 from scratch cimport fc_scratch
+from _pool_avg_rows cimport _avg_plane_rows, _avg_backward_plane_rows
 
 
 cdef enum:
@@ -317,8 +318,10 @@ cdef void _avg_plane(const Geom* g, const floating* xp, floating* op, bint inclu
 
 
 cdef void _avg_backward_plane(const Geom* g, const floating* gyp, floating* gxp,
-                              bint include_pad, Py_ssize_t divisor_override) noexcept nogil:
-    """Each output's gradient / divisor added to its clipped window."""
+                              bint include_pad, Py_ssize_t divisor_override,
+                              floating* buf) noexcept nogil:
+    """Each output's gradient / divisor added to its clipped window (``buf``: a scratch row
+    of W values, for the overlapping or clipped windows)."""
     cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1, div
     cdef floating v
     cdef floating* gxrow
@@ -357,17 +360,7 @@ cdef void _avg_backward_plane(const Geom* g, const floating* gyp, floating* gxp,
         if g.OH * g.kh < g.H:
             memset(gxp + g.OH * g.kh * g.W, 0, (g.H - g.OH * g.kh) * g.W * sizeof(floating))
         return
-    memset(gxp, 0, g.H * g.W * sizeof(floating))
-    for oh in range(g.OH):
-        for ow in range(g.OW):
-            _avg_window(g, oh, ow, include_pad, divisor_override, &h0, &h1, &w0, &w1, &div)
-            if h0 >= h1 or w0 >= w1:
-                continue
-            v = gyp[oh * g.OW + ow] / div
-            for ih in range(h0, h1):
-                gxrow = gxp + ih * g.W
-                for iw in range(w0, w1):
-                    gxrow[iw] += v
+    _avg_backward_plane_rows(g, gyp, gxp, include_pad, divisor_override, buf)
 
 
 def avg_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
@@ -382,15 +375,29 @@ def avg_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef Py_ssize_t p, P = x.shape[0] * x.shape[1], HW, OHW
     cdef const floating* xp
     cdef floating* op
+    cdef floating* buf
+    cdef int failed = 0
     _geom(&g, x.shape[2], x.shape[3], out.shape[2], out.shape[3], kh, kw, sh, sw, ph, pw,
           1, 1)
     HW, OHW = g.H * g.W, g.OH * g.OW
     if P == 0 or OHW == 0:
         return
+    cdef bint rows = not (kh == 2 and kw == 2 and sh == 2 and sw == 2)
     with nogil:
         xp, op = &x[0, 0, 0, 0], &out[0, 0, 0, 0]
         for p in prange(P, num_threads=n_threads, schedule="static"):
-            _avg_plane(&g, xp + p * HW, op + p * OHW, count_include_pad, divisor_override)
+            if rows:   # every geometry but 2x2 stride 2: by rows, in a scratch row
+                buf = <floating*>fc_scratch(0, g.W * sizeof(floating))
+                if buf == NULL:
+                    failed += 1
+                else:
+                    _avg_plane_rows(&g, xp + p * HW, op + p * OHW, count_include_pad,
+                                    divisor_override, buf)
+            else:
+                _avg_plane(&g, xp + p * HW, op + p * OHW, count_include_pad,
+                           divisor_override)
+    if failed:
+        raise MemoryError("pool2d.avg_forward: cannot allocate a scratch row")
 
 
 def avg_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)
@@ -406,6 +413,8 @@ def avg_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)
     cdef Py_ssize_t p, P = grad_in.shape[0] * grad_in.shape[1], HW, OHW
     cdef const floating* gyp
     cdef floating* gxp
+    cdef floating* buf
+    cdef int failed = 0
     _geom(&g, grad_in.shape[2], grad_in.shape[3], grad_out.shape[2], grad_out.shape[3], kh,
           kw, sh, sw, ph, pw, 1, 1)
     HW, OHW = g.H * g.W, g.OH * g.OW
@@ -417,8 +426,14 @@ def avg_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, OH, OW)
     with nogil:
         gyp, gxp = &grad_out[0, 0, 0, 0], &grad_in[0, 0, 0, 0]
         for p in prange(P, num_threads=n_threads, schedule="static"):
-            _avg_backward_plane(&g, gyp + p * OHW, gxp + p * HW, count_include_pad,
-                                divisor_override)
+            buf = <floating*>fc_scratch(0, g.W * sizeof(floating))
+            if buf == NULL:
+                failed += 1
+            else:
+                _avg_backward_plane(&g, gyp + p * OHW, gxp + p * HW, count_include_pad,
+                                    divisor_override, buf)
+    if failed:
+        raise MemoryError("pool2d.avg_backward: cannot allocate a scratch row")
 
 
 # ----------------------------------------------------------------------------- adaptive

@@ -1,6 +1,6 @@
 """fastconv._ext.batchnorm2d against the NumPy reference: training/eval forward, running-stat
 update, backward (training and eval), numerical soundness on large means, thread-count
-bit-identity, NaN propagation."""
+bit-identity, NaN propagation, outputs at any alignment, short planes and every SIMD path."""
 import numpy as np
 import pytest
 
@@ -188,6 +188,63 @@ def test_empty_batch_is_a_no_op():
     assert (gw == 0).all() and (gb == 0).all()
 
 
+def _misaligned(shape, dtype, offset):
+    """A NaN-filled C-contiguous array whose data start ``offset`` elements after a 64-byte
+    boundary: the SIMD elementwise passes then store a masked head before the aligned body."""
+    size = int(np.prod(shape))
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.full(size + 64, np.nan, dtype)
+    start = (-raw.ctypes.data % 64) // itemsize + offset
+    return raw[start:start + size].reshape(shape)
+
+
+# L = 1 and 3 (planes shorter than a vector), N*C*L not a multiple of 16, planes of 17 and
+# 1000 values (head, body and tail in one plane); C >= 8: by channel, C < 8: by plane at 2-3
+# threads
+ALIGN_SHAPES = [(5, 3, 1), (7, 9, 3), (3, 2, 17), (2, 11, 1000), (4, 1, 1000), (1, 3, 37)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", ALIGN_SHAPES)
+@pytest.mark.parametrize("offset", [0, 1, 5])
+def test_outputs_at_any_alignment_and_thread_count(shape, dtype, offset, rng):
+    """Forward (train and eval) and backward into outputs 0, 1 and 5 elements past a 64-byte
+    boundary, from inputs at another offset, at 1, 2 and 3 threads: the same bits every time,
+    and the reference."""
+    x = (rng.standard_normal(shape) * 2 + 30).astype(dtype)
+    gy = _misaligned(shape, dtype, 3)
+    gy[...] = rng.standard_normal(shape)
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    rm, rv = rng.standard_normal(c).astype(dtype), rng.random(c).astype(dtype) + 0.5
+    mean_e, invstd_e = rm.astype(np.float64), 1 / np.sqrt(rv.astype(np.float64) + 1e-5)
+    results = []
+    for n_threads in (1, 2, 3):
+        y, mean, invstd = _misaligned(shape, dtype, offset), np.empty(c), np.empty(c)
+        k.forward_train(x, w, b, 1e-5, y, mean, invstd, _empty(dtype), _empty(dtype), 0.1,
+                        n_threads)
+        gx, gw, gb = _misaligned(shape, dtype, offset), np.empty(c, dtype), np.empty(c, dtype)
+        k.backward(gy, x, w, mean, invstd, gx, gw, gb, n_threads)
+        ye = _misaligned(shape, dtype, offset)
+        k.forward_eval(x, rm, rv, w, b, 1e-3, ye, n_threads)
+        gxe = _misaligned(shape, dtype, offset)
+        k.backward_eval(gy, x, w, mean_e, invstd_e, gxe, _empty(dtype), _empty(dtype),
+                        n_threads)
+        results.append((y, mean, invstd, gx, gw, gb, ye, gxe))
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other):
+            np.testing.assert_array_equal(a, b_)
+    y, _, _, gx, gw, gb, ye, gxe = results[0]
+    assert_close(y, ref.batch_norm_train(x, w, b)[0], dtype, what="out")
+    gx_ref, gw_ref, gb_ref = ref.batch_norm_backward(gy, x, w)
+    assert_close(gx, gx_ref, dtype, what="grad input")
+    assert_close(gw, gw_ref, dtype, what="grad weight")
+    assert_close(gb, gb_ref, dtype, what="grad bias")
+    assert_close(ye, ref.batch_norm_eval(x, rm, rv, w, b, 1e-3), dtype, what="eval out")
+    assert_close(gxe, ref.batch_norm_eval_backward(gy, x, rm, rv, w)[0], dtype,
+                 what="eval grad input")
+
+
 _SIMD_SCRIPT = r"""
 import hashlib
 import numpy as np
@@ -195,7 +252,8 @@ from fastconv._ext import batchnorm2d as k
 print(k.simd_target())
 rng = np.random.default_rng(3)
 h = hashlib.sha256()
-for shape in [(3, 5, 1000), (2, 3, 4100), (4, 2, 127), (5, 9, 256)]:
+# runs, 32-value blocks and tails of the reductions; planes shorter than a vector
+for shape in [(3, 5, 1000), (2, 3, 4100), (4, 2, 127), (5, 9, 256), (3, 9, 3), (2, 2, 21)]:
     x = (rng.standard_normal(shape) * 3 + 100).astype(np.float32)
     gy = rng.standard_normal(shape).astype(np.float32)
     c = shape[1]
@@ -203,17 +261,22 @@ for shape in [(3, 5, 1000), (2, 3, 4100), (4, 2, 127), (5, 9, 256)]:
     rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
     y, mean, invstd = np.empty_like(x), np.empty(c), np.empty(c)
     k.forward_train(x, w, b, 1e-5, y, mean, invstd, rm, rv, 0.1, 2)
-    gx, gw, gb = np.empty_like(x), np.empty(c, np.float32), np.empty(c, np.float32)
+    # a gx 3 floats past its allocation: the masked head of the elementwise passes
+    gx = np.empty(x.size + 3, np.float32)[3:].reshape(shape)
+    gw, gb = np.empty(c, np.float32), np.empty(c, np.float32)
     k.backward(gy, x, w, mean, invstd, gx, gw, gb, 2)
-    for a in (y, mean, invstd, rm, rv, gx, gw, gb):
+    ye = np.empty_like(x)
+    k.forward_eval(x, rm, rv, w, b, 1e-5, ye, 3)
+    for a in (y, mean, invstd, rm, rv, gx, gw, gb, ye):
         h.update(a.tobytes())
 print(h.hexdigest())
 """
 
 
 def test_simd_paths_are_bit_identical_to_the_cython_loops():
-    """Each float32 reduction path (forced through FASTCONV_BN_TARGET in a fresh process,
-    where it is read) gives the same bits as the Cython loops ("generic")."""
+    """Each float32 SIMD path (forced through FASTCONV_BN_TARGET in a fresh process, where it
+    is read), reductions and elementwise passes, gives the same bits as the Cython loops
+    ("generic")."""
     import os
     digests = {}
     for target in ("generic", "avx2", "avx512f"):

@@ -442,26 +442,74 @@ static inline void fc_max_window_f32(const float *xp, Py_ssize_t H, Py_ssize_t W
  * every window of a row that read a NaN. Same results as the row-by-row path of pool2d.pyx,
  * without its per-row calls (they cost more than the SIMD work on 32-wide planes).
  * k x k windows, k = 2 or 3; stride s = 1 or 2 and dilation 1 along W. */
+/* The next plane (the thread's next iteration, most of the time) is prefetched as a plane is
+ * done, a share per output row: planes of a few KB are a page or two each, and the hardware
+ * prefetchers stop at page boundaries, so each plane would otherwise start with cache misses.
+ * Prefetches past the end of the data are harmless (they never fault). */
+typedef struct { const char *next; Py_ssize_t at, step, end; } fc_plane_pf;
+
+static inline __attribute__((always_inline)) void fc_plane_pf_row(fc_plane_pf *pf)
+{
+    for (Py_ssize_t e = pf->at + pf->step; pf->at < e && pf->at < pf->end; pf->at += 64)
+        _mm_prefetch(pf->next + pf->at, _MM_HINT_T0);
+}
+
+/* Values only, output rows [oh0, oh1) whose K window rows are all inside the input: the row
+ * pointers and the tap pattern are constants of the loop (K, S constant at each call). */
+static inline __attribute__((always_inline)) FC_AVX512 void
+fc_max_vals_rows_in(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OW, int K,
+                    int S, int sh, int ph, int pw, int dh, Py_ssize_t oh0, Py_ssize_t oh1,
+                    Py_ssize_t lo, Py_ssize_t hi, float *op, fc_plane_pf *pf)
+{
+    for (Py_ssize_t oh = oh0; oh < oh1; oh++) {
+        const float *r[3];
+        float *om = op + oh * OW;
+        Py_ssize_t ow, h0 = oh * sh - ph;
+        fc_plane_pf_row(pf);
+        for (int i = 0; i < K; i++)
+            r[i] = xp + (h0 + (Py_ssize_t)i * dh) * W;
+        if (fc_max_vals_in(r, K, K, S, om, lo, hi, -pw) < 0) {
+            for (ow = 0; ow < OW; ow++)
+                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
+        } else {
+            for (ow = 0; ow < lo; ow++)
+                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
+            for (ow = hi; ow < OW; ow++)
+                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
+        }
+    }
+}
+
 static FC_AVX512 void fc_max_plane_avx512(const float *xp, Py_ssize_t H, Py_ssize_t W,
                                           Py_ssize_t OH, Py_ssize_t OW, int k, int sh,
                                           int s, int ph, int pw, int dh, Py_ssize_t lo,
                                           Py_ssize_t hi, float *op, int64_t *ip)
 {
-    /* The next plane (the thread's next iteration, most of the time) is prefetched as this
-     * one is done: planes of a few KB are a page or two each, and the hardware prefetchers
-     * stop at page boundaries, so each plane would otherwise start with cache misses.
-     * Prefetches past the end of the data are harmless (they never fault). */
-    const char *next = (const char *)(xp + H * W);
-    Py_ssize_t pf = 0, pf_end = H * W * (Py_ssize_t)sizeof(float);
-    Py_ssize_t pf_step = (pf_end + OH - 1) / OH;
+    fc_plane_pf pf = {(const char *)(xp + H * W), 0, 0, H * W * (Py_ssize_t)sizeof(float)};
+    /* values only: the rows with all k window rows inside go through the loop above */
+    Py_ssize_t oh0 = 0, oh1 = 0, last = H - 1 - (Py_ssize_t)(k - 1) * dh + ph;
+    pf.step = (pf.end + OH - 1) / OH;
+    if (ip == NULL && last >= 0) {
+        oh0 = (ph + sh - 1) / sh;
+        oh1 = last / sh + 1 < OH ? last / sh + 1 : OH;
+        if (oh0 > oh1)
+            oh0 = oh1;
+        if (k == 3)
+            s == 2 ? fc_max_vals_rows_in(xp, H, W, OW, 3, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf)
+                   : fc_max_vals_rows_in(xp, H, W, OW, 3, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
+        else
+            s == 2 ? fc_max_vals_rows_in(xp, H, W, OW, 2, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf)
+                   : fc_max_vals_rows_in(xp, H, W, OW, 2, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
+    }
     for (Py_ssize_t oh = 0; oh < OH; oh++) {
         float *om = op + oh * OW;
         int64_t *oi = ip ? ip + oh * OW : NULL;
         const float *r[3];
         int rel[3], nr = 0;
         Py_ssize_t first = 0, ow, done = -1, h0 = oh * sh - ph;
-        for (Py_ssize_t e = pf + pf_step; pf < e && pf < pf_end; pf += 64)
-            _mm_prefetch(next + pf, _MM_HINT_T0);
+        if (oh0 <= oh && oh < oh1)
+            continue;
+        fc_plane_pf_row(&pf);
         for (int i = 0; i < k; i++) {
             Py_ssize_t ih = h0 + (Py_ssize_t)i * dh;
             if (0 <= ih && ih < H) {

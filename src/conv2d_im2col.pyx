@@ -57,6 +57,18 @@ cdef extern from "wgrad_dot.h" nogil:
                          const fc_wg_piece *pc, int64_t npieces, int nco, int nr, double *gw,
                          int64_t ldw) noexcept
 
+cdef extern from "conv_rowoff.h" nogil:
+    bint fc_rowoff_available() noexcept
+    enum:
+        FC_RO_COLS
+    void fc_rowoff_forward_f32(int64_t M, int64_t K, const float *A, int64_t lda,
+                               const float *X, const int64_t *off, int64_t n, float *C,
+                               int64_t ldc) noexcept
+
+# forward in the row-offset form: up to this many output channels per group, the no-pack
+# kernel of conv_rowoff.h instead of the GEMM (measured: see forward_chunk_padded)
+cdef Py_ssize_t ROWOFF_MAX_COUT = 32
+
 # backward_weight's padded images and widened gy per chunk of images: 32 MiB
 cdef size_t PADDED_BUDGET = 32 << 20
 # backward_weight_dot: gy and x rows of one superblock fit in this much of L2, and one
@@ -116,9 +128,27 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
     for i in range(nb):
         pad_planes(x + i * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp, g.Wp,
                    xp + i * S, S)
+    cdef Py_ssize_t nblk = (g.NP + FC_RO_COLS - 1) // FC_RO_COLS, t, j
+    cdef bint rowoff = g.cout_g <= ROWOFF_MAX_COUT and fc_rowoff_available()
     for grp in range(g.groups):
-        if gemm_im2col(False, False, g.cout_g, ld, g.K, 1, w + grp * g.cout_g * g.K, g.K,
-                       xp + grp * g.cin_g * g.plane, &cols, 0, yt, ld, n_threads) != 0:
+        if floating is float and rowoff:
+            # the no-pack kernel (conv_rowoff.h); with threads to spare (a chunk holding the
+            # whole batch), over blocks of columns: each output's sum is the same either way
+            if n_threads == 1:
+                for i in range(nb):
+                    fc_rowoff_forward_f32(g.cout_g, g.K, w + grp * g.cout_g * g.K, g.K,
+                                          xp + grp * g.cin_g * g.plane + i * S,
+                                          g.pcols.rowoff, g.NP, yt + i * g.NP, ld)
+            else:
+                for t in prange(nb * nblk, num_threads=n_threads, schedule="static"):
+                    i = t // nblk
+                    j = t % nblk * FC_RO_COLS
+                    fc_rowoff_forward_f32(g.cout_g, g.K, w + grp * g.cout_g * g.K, g.K,
+                                          xp + grp * g.cin_g * g.plane + i * S + j,
+                                          g.pcols.rowoff, min(<Py_ssize_t>FC_RO_COLS, g.NP - j),
+                                          yt + i * g.NP + j, ld)
+        elif gemm_im2col(False, False, g.cout_g, ld, g.K, 1, w + grp * g.cout_g * g.K, g.K,
+                         xp + grp * g.cin_g * g.plane, &cols, 0, yt, ld, n_threads) != 0:
             return -1
         for i in range(nb):
             unpad_rows(yt + i * g.NP, ld, g.Wp,

@@ -2,8 +2,9 @@
 
 The kernel picks it by itself for stride-1 layers with little junk (src/_padded.pxd): forward
 in chunks of images, backward_input as the forward convolution of grad_out with the flipped
-kernel, backward_weight as one GEMM over a chunk's pixels. Each pass is checked against the
-NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
+kernel, backward_weight as one GEMM over a chunk's pixels; forward with at most 32 output
+channels per group runs the no-pack kernel of conv_rowoff.h instead of the GEMM. Each pass
+is checked against the NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
 with the geometries on both sides of every switch: junk share (up to 2 junk columns per
 output column), cin_g >= 8 for
 backward_input, padding > dilation*(k-1), non-finite inputs for backward_weight, and its
@@ -36,6 +37,8 @@ CASES = [
     (1, 24, 5, 5, 32, 3, 3, (1, 1), (1, 1), 1),      # N = 1 < threads: parallel GEMM
     (17, 8, 4, 4, 8, 3, 3, (1, 1), (1, 1), 1),       # many small images: several chunks
     (2, 8, 10, 10, 40, 3, 3, (1, 1), (1, 1), 1),     # > 32 channels: the GEMM weight grad
+    (3, 8, 12, 12, 20, 3, 3, (1, 1), (1, 1), 1),     # no-pack forward: rows 8+8+4, 168 columns
+    (1, 12, 9, 9, 12, 3, 3, (1, 1), (1, 1), 2),      # N = 1: its column blocks over threads
     (2, 64, 6, 6, 66, 3, 3, (1, 1), (1, 1), 2),      # 33 per group: the GEMM weight grad
 ]
 

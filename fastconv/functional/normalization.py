@@ -25,19 +25,30 @@ _EMPTY3 = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
 _SMALL_PLANE = 64
 
 
+def _swap01(a):
+    """(A, B, L) -> C-contiguous (B, A, L). NumPy's strided copy is fast for single values
+    (L = 1: a 2-D transpose) but runs far below memory speed on short runs of L >= 4 values,
+    which the kernel copies whole (measured on BatchNorm of (64, 256, 4, 4): 2.2x)."""
+    if a.shape[2] < 4:
+        return np.ascontiguousarray(a.transpose(1, 0, 2))
+    out = np.empty((a.shape[1], a.shape[0], a.shape[2]), a.dtype)
+    _kernel.swap01(kernel_ready(a), out, get_num_threads())
+    return out
+
+
 def _to_kernel(a, shape3, regroup):
     """An (N, C, *) array as the C-contiguous (N, C, L) or, regrouped, (1, C, N*L) array."""
     a = a.reshape(shape3)
     if regroup:
         n, c, l = shape3
-        return np.ascontiguousarray(a.transpose(1, 0, 2)).reshape(1, c, n * l)
+        return _swap01(a).reshape(1, c, n * l)
     return kernel_ready(a)
 
 
 def _from_kernel(a, shape3, regroup):
     if regroup:
         n, c, l = shape3
-        return np.ascontiguousarray(a.reshape(c, n, l).transpose(1, 0, 2))
+        return _swap01(a.reshape(c, n, l))
     return a
 
 

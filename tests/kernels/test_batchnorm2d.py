@@ -287,3 +287,14 @@ def test_simd_paths_are_bit_identical_to_the_cython_loops():
         digests[active] = digest
     assert "generic" in digests
     assert len(set(digests.values())) == 1, digests
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 5, 4), (64, 7, 16), (2, 300, 9), (4, 0, 3)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_swap01_regroups_exactly(dtype, shape, threads):
+    """The (A, B, L) -> (B, A, L) copy used to regroup small planes channel-major."""
+    x = np.arange(int(np.prod(shape)), dtype=dtype).reshape(shape) / 3
+    out = np.full((shape[1], shape[0], shape[2]), np.nan, dtype)
+    k.swap01(x, out, threads)
+    np.testing.assert_array_equal(out, x.transpose(1, 0, 2))

@@ -33,7 +33,7 @@ per thread.
 """
 from cython.parallel cimport prange
 from cython cimport floating
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from libc.stdint cimport int64_t
 import numpy as np
@@ -75,6 +75,9 @@ cdef size_t PADDED_BUDGET = 32 << 20
 # block's rows (4 of gy, about 2 of x) in L1: at most 4 KiB of pixels per row
 cdef size_t L2_BLOCK = 1 << 20
 cdef size_t L1_PIXELS = 4096
+# backward_weight's general form: images per partial gradient (fixed: the sums must not
+# depend on the thread count)
+cdef Py_ssize_t WG_GROUP = 8
 # forward in the row-offset form: images per GEMM so that it has about this many columns
 cdef Py_ssize_t CHUNK_COLUMNS = 1024
 
@@ -467,14 +470,38 @@ cdef int backward_weight_dot(const floating *x, const floating *gy, floating *gw
     return 0
 
 
+cdef int wgrad_images(const floating *x, const floating *gy, floating *gw, Geometry *g,
+                      Py_ssize_t n0, Py_ssize_t n1, int n_threads) noexcept nogil:
+    """gw = sum over images n0 <= n < n1, in order, of gy[n] @ cols(x[n])^T (the general
+    form: one GEMM per image and group of channels). 0, or -1: no memory."""
+    cdef Py_ssize_t n, grp
+    cdef const floating *xg
+    cdef const floating *gyg
+    cdef floating beta
+    for n in range(n0, n1):
+        beta = 0 if n == n0 else 1
+        for grp in range(g.groups):
+            xg = x + (n * g.C_in + grp * g.cin_g) * g.H * g.W
+            gyg = gy + (n * g.C_out + grp * g.cout_g) * g.P
+            if g.direct_cols:
+                gemm(False, True, g.cout_g, g.K, g.P, 1, gyg, g.P, xg, g.P, beta,
+                     gw + grp * g.cout_g * g.K, g.K, n_threads)
+            elif gemm_im2col(False, True, g.cout_g, g.K, g.P, 1, gyg, g.P, xg, &g.cols,
+                             beta, gw + grp * g.cout_g * g.K, g.K, n_threads) != 0:
+                return -1
+    return 0
+
+
 def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     const floating[:, :, :, ::1] grad_out, # IN  (N, C_out, OH, OW)
                     floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in // groups, kh, kw): fully overwritten
                     int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
                     int groups, int n_threads):
-    """grad_weight = sum over images of gy[n] @ cols(x[n])^T, images in order. Parallel over
-    grad_weight's GEMM tiles (disjoint writes); each thread packs its own tiles' columns
-    straight from the image."""
+    """grad_weight = sum over images of gy[n] @ cols(x[n])^T. Stride-1 layers: the row-offset
+    forms below. Others: groups of WG_GROUP images in parallel into partial gradients
+    (disjoint writes), added in group order; with one group, images in order, each GEMM
+    parallel over grad_weight's tiles. Either way each thread packs its own columns straight
+    from the image."""
     cdef Geometry g = make_geometry(x.shape[0], x.shape[1], x.shape[2], x.shape[3],
                                     grad_out.shape[1], grad_out.shape[2], grad_out.shape[3],
                                     grad_weight.shape[2], grad_weight.shape[3], stride_h,
@@ -516,20 +543,30 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
             raise MemoryError("conv2d_im2col.backward_weight: cannot allocate the padded "
                               "workspace")
         return
-    with nogil:
-        for n in range(g.N):
-            beta = 0 if n == 0 else 1
-            for grp in range(g.groups):
-                xg = &x[n, grp * g.cin_g, 0, 0]
-                gyg = &grad_out[n, grp * g.cout_g, 0, 0]
-                if g.direct_cols:
-                    gemm(False, True, g.cout_g, g.K, g.P, 1, gyg, g.P, xg, g.P, beta,
-                         gw + grp * g.cout_g * g.K, g.K, n_threads)
-                elif gemm_im2col(False, True, g.cout_g, g.K, g.P, 1, gyg, g.P, xg, &g.cols,
-                                 beta, gw + grp * g.cout_g * g.K, g.K, n_threads) != 0:
-                    failed = 1
-                    break
-            if failed:
-                break
+    # Images in fixed groups of WG_GROUP, the groups in parallel, each into its own partial
+    # gradient (one serial GEMM per image and group of channels), then the partials added in
+    # group order: a parallel region per call, not a parallel GEMM per image (small GEMMs
+    # split over threads, and a fork and join each), and the sums do not depend on the
+    # thread count. One group (N <= WG_GROUP): the images in turn, each GEMM over the threads.
+    cdef Py_ssize_t ngr = (g.N + WG_GROUP - 1) // WG_GROUP, gr, i, wsize = g.C_out * g.K
+    cdef floating[:, ::1] parts
+    cdef floating *pp
+    if ngr > 1:
+        parts = np.empty((ngr, wsize), dtype=np.asarray(grad_weight).dtype)
+        pp = &parts[0, 0]
+        with nogil:
+            for gr in prange(ngr, num_threads=n_threads, schedule="static"):
+                failed += wgrad_images(&x[0, 0, 0, 0], &grad_out[0, 0, 0, 0],
+                                       pp + gr * wsize, &g, gr * WG_GROUP,
+                                       min(g.N, (gr + 1) * WG_GROUP), 1)
+            if not failed:
+                memcpy(gw, pp, wsize * sizeof(floating))
+                for gr in range(1, ngr):
+                    for i in range(wsize):
+                        gw[i] += pp[gr * wsize + i]
+    else:
+        with nogil:
+            failed = wgrad_images(&x[0, 0, 0, 0], &grad_out[0, 0, 0, 0], gw, &g, 0, g.N,
+                                  n_threads)
     if failed:
         raise MemoryError("conv2d_im2col.backward_weight: cannot allocate the column workspace")

@@ -136,3 +136,27 @@ def test_output_larger_than_the_symmetric_padding_gives(k, d, rng):
     for a, r, name in zip(_passes(K, x, w, b, gy, geo, 2), want,
                           ("forward", "backward_input", "backward_weight")):
         assert_close(a, r, what=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    (19, 6, 9, 9, 10, 3, 3, 2, 1, 1),    # stride 2: the general form, 3 groups of images
+    (17, 12, 5, 5, 8, 1, 1, 1, 0, 2),    # 1x1, 2 channel groups: x is the column matrix
+    (8, 4, 7, 7, 6, 3, 3, 2, 1, 1),      # one group of images: each GEMM over the threads
+])
+def test_general_weight_gradient_in_image_groups(case, dtype, rng):
+    """backward_weight's general form sums fixed groups of images into partial gradients
+    in parallel: same result as the reference, bit for bit for any thread count."""
+    n, c_in, h, w_, c_out, kh, kw, s, p, g = case
+    x = rng.standard_normal((n, c_in, h, w_)).astype(dtype)
+    oh, ow = (h + 2 * p - kh) // s + 1, (w_ + 2 * p - kw) // s + 1
+    gy = rng.standard_normal((n, c_out, oh, ow)).astype(dtype)
+    shape = (c_out, c_in // g, kh, kw)
+    results = []
+    for threads in (1, 2, 3):
+        gw = np.full(shape, np.nan, dtype)
+        K.backward_weight(x, gy, gw, s, s, p, p, 1, 1, g, threads)
+        results.append(gw)
+    assert_close(results[0], R.conv2d_backward_weight(x, gy, shape, s, p, 1, g))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0], other)

@@ -147,6 +147,13 @@ cdef void _tanh_bw(const floating* gy, const floating* y, floating* gx, Py_ssize
         gx[i] = gy[i] * (1 - y[i] * y[i])
 
 
+cdef void _add(const floating* a, const floating* b, floating* y, Py_ssize_t lo,
+               Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        y[i] = a[i] + b[i]
+
+
 # ------------------------------------------------------------------------------ entry points
 # Flat buffers: x, y, gy, gx are 1-D C-contiguous views of arrays of one shape (the caller
 # passes ``a.reshape(-1)``). OUT buffers are fully overwritten.
@@ -312,3 +319,14 @@ def prelu_backward(const floating[:, :, ::1] grad_out,  # IN  (N, C, L)
             if want_gw:
                 grad_weight_planes[p // C, p % C] = _negative_dot(
                     &grad_out[0, 0, 0] + p * L, &x[0, 0, 0] + p * L, L)
+
+
+def add_forward(const floating[::1] a, const floating[::1] b, floating[::1] y, int n_threads):
+    """y = a + b, element by element (the same bits as NumPy's add): residual connections
+    and gradient accumulation, where NumPy's single thread is the bottleneck."""
+    cdef Py_ssize_t n = a.shape[0], blk
+    if n == 0:
+        return
+    with nogil:
+        for blk in prange(_blocks(n), num_threads=n_threads, schedule="static"):
+            _add(&a[0], &b[0], &y[0], blk * BLOCK, _end(blk, n))

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._config import get_num_threads
 from .._ext import gemm as _gemm
-from ..autograd import Function
+from ..autograd import Function, add_arrays
 from ..tensor import Reshape, Tensor
 from ._args import check_ndim, check_same_dtype, data_of, kernel_ready
 
@@ -203,6 +203,8 @@ class _Add(Function):
     @staticmethod
     def forward(ctx, a, b, alpha):
         ctx.alpha = alpha
+        if alpha == 1 and isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            return add_arrays(a, b)
         # Python operator on purpose: a Python number times a Python alpha stays weakly typed
         return np.add(a, b if alpha == 1 else b * alpha)
 

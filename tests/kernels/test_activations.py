@@ -128,3 +128,27 @@ def test_bit_identical_for_any_thread_count(dtype, rng):
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 16383, 16384, 50001])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_add_forward_is_numpys_add(dtype, n, threads):
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    a[: n // 3] = np.inf
+    out = np.full(n, 7, dtype)
+    k.add_forward(a, b, out, threads)
+    np.testing.assert_array_equal(out, a + b)
+
+
+def test_add_arrays_falls_back_to_numpy_semantics():
+    from fastconv.autograd import add_arrays
+    big = np.ones((70000,), np.float32)
+    assert add_arrays(big, big).dtype == np.float32
+    np.testing.assert_array_equal(add_arrays(big, big), big + big)
+    np.testing.assert_array_equal(add_arrays(big, np.float64(2.0) * big), big + 2.0 * big)
+    col = np.arange(3.0).reshape(3, 1)
+    np.testing.assert_array_equal(add_arrays(col, np.ones((3, 4))), col + np.ones((3, 4)))
+    strided = np.ones((70000 * 2,), np.float32)[::2]
+    np.testing.assert_array_equal(add_arrays(strided, big), strided + big)

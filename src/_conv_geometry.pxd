@@ -18,6 +18,7 @@ cdef struct Geometry:
     # the row-offset form (_padded.pxd): stride 1, little junk; pcols.rowoff is set by the
     # caller (set_taps) to an array of K offsets that it keeps alive during the call
     bint padded
+    bint phased           # stride 2: the padded planes split into 4 phases of Hp x Wp
     Py_ssize_t Hp, Wp, NP, plane, xsize   # padded plane, columns OH*Wp, image + tail
     fc_im2col_t pcols
 
@@ -44,16 +45,28 @@ cdef inline Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, 
     # The padded image holds every row and column a stride-1 window reads: padding="same"
     # with an even kernel asks for more output than H + 2*ph allows (the extra padding goes
     # to the bottom and right, as PyTorch), so the planes grow to fit the output.
-    g.Hp = max(H + 2 * ph, OH + (kh - 1) * dh)
-    g.Wp = max(W + 2 * pw, OW + (kw - 1) * dw)
-    g.plane, g.NP = g.Hp * g.Wp, OH * g.Wp
+    # Stride 2 (dilation 1): the padded image is split into its 4 phases (even/odd rows x
+    # even/odd columns, Hp x Wp each, _padded.pxd: pad_planes_phased), in which every tap of
+    # a stride-2 window again reads a contiguous run of the Wp-wide output grid. Not for 1xk
+    # or kx1 kernels, whose taps use only some phases (1x1 stride 2: 3.5x slower than the
+    # general path, measured), though all 4 are copied.
+    g.phased = sh == 2 and sw == 2 and dh == 1 and dw == 1 and kh >= 2 and kw >= 2
+    if g.phased:
+        g.Hp = max((H + 2 * ph + 1) // 2, OH + (kh - 1) // 2)
+        g.Wp = max((W + 2 * pw + 1) // 2, OW + (kw - 1) // 2)
+        g.plane = 4 * g.Hp * g.Wp
+    else:
+        g.Hp = max(H + 2 * ph, OH + (kh - 1) * dh)
+        g.Wp = max(W + 2 * pw, OW + (kw - 1) * dw)
+        g.plane = g.Hp * g.Wp
+    g.NP = OH * g.Wp
     # 16 spare entries: the junk columns of the last tap read (kw - 1) * dw past the planes
     g.xsize = C_in * g.plane + (kw - 1) * dw + 16
     # Junk columns cost compute, but one GEMM over a chunk of images (weights packed once,
     # panels packed by plain copies) beats a small GEMM per image: measured 2-5x faster
     # forward and weight gradient with up to 2 junk columns per real one (lenet_c2: 4 per 10).
-    g.padded = (sh == 1 and sw == 1 and not g.direct_cols and OH > 0 and OW > 0 and g.K > 0
-                and (g.Wp - OW) <= 2 * OW)
+    g.padded = ((sh == 1 and sw == 1 or g.phased) and not g.direct_cols and OH > 0 and OW > 0
+                and g.K > 0 and (g.Wp - OW) <= 2 * OW)
     g.pcols = g.cols
     g.pcols.seg, g.pcols.segstride = g.NP, 0
     g.rows = OH

@@ -8,7 +8,8 @@
 #     xpad[c, oh + i*dh, ow + j*dw] = xpad_flat[c*Hp*Wp + i*dh*Wp + j*dw + t],
 # so every row of the column matrix is a contiguous run of the padded image: the GEMM packs
 # it with plain copies. The junk costs (Wp - OW) / OW more multiply-adds; the caller uses
-# this form only when that is small.
+# this form only when that is small. Stride 2 uses the padded image's 4 phase planes
+# (pad_planes_phased, tap_offsets_phased), Hp x Wp each, on an OH x Wp grid.
 from cython cimport floating
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -30,6 +31,40 @@ cdef inline void pad_planes(const floating *x, Py_ssize_t C, Py_ssize_t H, Py_ss
             memset(row + pw + W, 0, (Wp - pw - W) * sizeof(floating))
         memset(xp + (c * Hp + ph + H) * Wp, 0, (Hp - ph - H) * Wp * sizeof(floating))
     memset(xp + C * Hp * Wp, 0, (size - C * Hp * Wp) * sizeof(floating))
+
+
+cdef inline void pad_planes_phased(const floating *x, Py_ssize_t C, Py_ssize_t H,
+                                   Py_ssize_t W, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hq,
+                                   Py_ssize_t Wq, floating *xp, Py_ssize_t size) noexcept nogil:
+    """The stride-2 form: xp[0 .. size) = for each of the C channels, the zero-padded image
+    (x at row ph, column pw) split into 4 phase planes of Hq x Wq, phase 2*a + b holding
+    padded[2*r + a, 2*q + b] at r*Wq + q; then zeros. A stride-2 tap (i, j) of output
+    (oh, ow) reads padded[2*oh + i, 2*ow + j] = phase (i % 2, j % 2) at
+    (oh + i // 2)*Wq + ow + j // 2: a contiguous run along the output grid."""
+    cdef Py_ssize_t c, h, w, p, q
+    cdef floating *base
+    cdef const floating *src
+    memset(xp, 0, size * sizeof(floating))
+    for c in range(C):
+        for h in range(H):
+            p = h + ph
+            src = x + (c * H + h) * W
+            base = xp + (c * 4 + (p % 2) * 2) * Hq * Wq + (p // 2) * Wq
+            for w in range(W):
+                q = w + pw
+                base[(q % 2) * Hq * Wq + q // 2] = src[w]
+
+
+cdef inline void tap_offsets_phased(int64_t *off, Py_ssize_t C, int kh, int kw,
+                                    Py_ssize_t Hq, Py_ssize_t Wq) noexcept nogil:
+    """The stride-2 form's off[(c*kh + i)*kw + j]: phase (i % 2, j % 2) of channel c, row
+    i // 2, column j // 2 (pad_planes_phased)."""
+    cdef Py_ssize_t c, i, j
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                off[(c * kh + i) * kw + j] = ((c * 4 + (i % 2) * 2 + j % 2) * Hq + i // 2) * Wq \
+                    + j // 2
 
 
 cdef inline void tap_offsets(int64_t *off, Py_ssize_t C, int kh, int kw, int dh, int dw,

@@ -11,13 +11,17 @@ point (gemm.h, fc_?gemm_im2col), which packs B's cache blocks straight from the 
 column matrix (2.4 MB per 64-channel 32x32 image, larger than L2) is then neither written nor
 read back, and the packed values, hence the results, are those of im2col + gemm.
 
-Stride 1 with little junk (at most a quarter more columns) takes the row-offset form of
+Stride 1 with at most 2 junk columns per output column takes the row-offset form of
 _padded.pxd instead: the image is zero-padded once and the output computed on a grid of
 padded width, so every row of the column matrix is a contiguous run of the padded image and
 the GEMM packs it with plain copies. forward runs one GEMM per chunk of images (the weights
-are packed once per chunk); backward_input is the forward convolution of grad_out with the
-flipped, in/out-swapped kernel (no column matrix, no col2im); backward_weight is one GEMM per
-chunk of images over all their pixels.
+are packed once per chunk), or with at most 32 output channels per group the no-pack kernel
+of conv_rowoff.h; backward_input is the forward convolution of grad_out with the flipped,
+in/out-swapped kernel (no column matrix, no col2im); backward_weight is one GEMM per chunk
+of images over all their pixels, or AVX-512 dot products (wgrad_dot.h). Stride 2 (kernels
+of at least 2x2, dilation 1) takes the same form for forward and backward_weight over the
+padded image split into its 4 phase planes (even/odd rows x columns), where each tap again
+reads a contiguous run.
 
 Level of parallelism: ONE per pass, never nested. forward and backward_input run the batch in
 parallel (each image's output belongs to one thread, which runs a single-threaded GEMM) when
@@ -40,7 +44,8 @@ import numpy as np
 
 from gemm_api cimport gemm, gemm_im2col, fc_im2col_t
 from _im2col cimport col2im_channels
-from _padded cimport pad_planes, tap_offsets, unpad_rows, widen_rows, all_finite
+from _padded cimport (pad_planes, pad_planes_phased, tap_offsets, tap_offsets_phased,
+                      unpad_rows, widen_rows, all_finite)
 from scratch cimport fc_scratch
 from _conv_geometry cimport Geometry, make_geometry
 
@@ -129,8 +134,7 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
         return -1
     cols.segstride = S
     for i in range(nb):
-        pad_planes(x + i * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp, g.Wp,
-                   xp + i * S, S)
+        pad_image(x + i * g.C_in * g.H * g.W, g, xp + i * S, S)
     cdef Py_ssize_t nblk = (g.NP + FC_RO_COLS - 1) // FC_RO_COLS, t, j
     cdef bint rowoff = g.cout_g <= ROWOFF_MAX_COUT and fc_rowoff_available()
     for grp in range(g.groups):
@@ -197,6 +201,16 @@ cdef int run_forward(const floating *x, const floating *w, const floating *bias,
     return -1 if failed else 0
 
 
+cdef inline void pad_image(const floating *x, Geometry *g, floating *xp,
+                           Py_ssize_t size) noexcept nogil:
+    """One image into the row-offset form's workspace (stride 1: padded planes; stride 2:
+    their phases)."""
+    if g.phased:
+        pad_planes_phased(x, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp, g.Wp, xp, size)
+    else:
+        pad_planes(x, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp, g.Wp, xp, size)
+
+
 cdef int64_t[::1] set_taps(Geometry *g):
     """The tap offsets of the row-offset form (None when g does not use it); the caller
     keeps the returned array alive while g is in use."""
@@ -204,7 +218,10 @@ cdef int64_t[::1] set_taps(Geometry *g):
     if not g.padded:
         return None
     taps = np.empty(g.K, np.int64)
-    tap_offsets(&taps[0], g.cin_g, g.kh, g.kw, g.dh, g.dw, g.Hp, g.Wp)
+    if g.phased:
+        tap_offsets_phased(&taps[0], g.cin_g, g.kh, g.kw, g.Hp, g.Wp)
+    else:
+        tap_offsets(&taps[0], g.cin_g, g.kh, g.kw, g.dh, g.dw, g.Hp, g.Wp)
     g.pcols.rowoff = &taps[0]
     return taps
 
@@ -360,8 +377,7 @@ cdef int backward_weight_padded(const floating *x, const floating *gy, floating 
         nc = min(nb, g.N - n0)
         ld = nc * g.NP
         for i in prange(nc, num_threads=n_threads, schedule="static"):
-            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp,
-                       g.Wp, xp + i * S, S)
+            pad_image(x + (n0 + i) * g.C_in * g.H * g.W, g, xp + i * S, S)
             widen_rows(gy + (n0 + i) * g.C_out * g.P, g.C_out, g.OH, g.OW, g.Wp,
                        gyp + i * g.NP, ld)
         for grp in range(g.groups):
@@ -417,8 +433,7 @@ cdef int backward_weight_dot(const floating *x, const floating *gy, floating *gw
         nc = min(w.nb, g.N - n0)
         ld = nc * w.La
         for i in prange(nc, num_threads=n_threads, schedule="static"):
-            pad_planes(x + (n0 + i) * g.C_in * g.H * g.W, g.C_in, g.H, g.W, g.ph, g.pw, g.Hp,
-                       g.Wp, xp + i * w.S, w.S)
+            pad_image(x + (n0 + i) * g.C_in * g.H * g.W, g, xp + i * w.S, w.S)
             widen_rows(gy + (n0 + i) * g.C_out * g.P, g.C_out, g.OH, g.OW, g.Wp,
                        gyp + i * w.La, ld)
             for co in range(g.C_out):

@@ -160,3 +160,41 @@ def test_general_weight_gradient_in_image_groups(case, dtype, rng):
     assert_close(results[0], R.conv2d_backward_weight(x, gy, shape, s, p, 1, g))
     for other in results[1:]:
         np.testing.assert_array_equal(results[0], other)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    (3, 4, 9, 11, 6, 3, 3, (1, 1), 1),       # odd sizes
+    (2, 8, 8, 8, 40, 3, 3, (1, 1), 1),       # > 32 output channels: the GEMM
+    (5, 6, 7, 10, 12, 2, 2, (0, 0), 2),      # 2x2 windows, groups
+    (2, 3, 13, 6, 5, 5, 5, (2, 2), 1),       # 5x5
+    (17, 8, 16, 16, 16, 3, 3, (1, 1), 1),    # several chunks of images
+    (2, 4, 6, 7, 4, 4, 2, (1, 0), 1),        # even kernel, asymmetric padding
+    (3, 6, 12, 12, 66, 3, 3, (1, 1), 3),     # 22 output channels per group
+    (2, 2, 4, 4, 3, 3, 3, (2, 2), 1),        # padding larger than the image's half
+    (2, 16, 5, 5, 8, 1, 1, (0, 0), 1),       # 1x1: the general path
+    (2, 2, 1, 9, 3, 1, 3, (0, 0), 1),        # 1x3: the general path
+])
+def test_stride2_phase_form(case, dtype, rng):
+    """Stride 2 in the row-offset form over the image's 4 phase planes (forward and weight
+    gradient; 1xk kernels stay on the general path): the reference, bit for bit for any
+    thread count."""
+    n, c_in, h, w_, c_out, kh, kw, p, g = case
+    x = rng.standard_normal((n, c_in, h, w_)).astype(dtype)
+    w = rng.standard_normal((c_out, c_in // g, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    oh, ow = (h + 2 * p[0] - kh) // 2 + 1, (w_ + 2 * p[1] - kw) // 2 + 1
+    gy = rng.standard_normal((n, c_out, oh, ow)).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        y = np.full((n, c_out, oh, ow), np.nan, dtype)
+        gw = np.full(w.shape, np.nan, dtype)
+        K.forward(x, w, b, y, 2, 2, *p, 1, 1, g, threads)
+        K.backward_weight(x, gy, gw, 2, 2, *p, 1, 1, g, threads)
+        results.append((y, gw))
+    assert_close(results[0][0], R.conv2d(x, w, b, 2, p, 1, g), what="forward")
+    assert_close(results[0][1], R.conv2d_backward_weight(x, gy, w.shape, 2, p, 1, g),
+                 what="backward_weight")
+    for y, gw in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        np.testing.assert_array_equal(gw, results[0][1])

@@ -158,17 +158,28 @@ def _install_excepthook():
 
     def hook(kind, value, tb):
         previous(kind, value, tb)
+        # The launcher forwards this rank's stderr asynchronously, and the abort kills the
+        # forwarding too: without a pause the traceback can arrive cut short (seen in CI).
+        _flush_std_streams()
+        time.sleep(_ABORT_GRACE_SECONDS)
         _abort(1)
 
     sys.excepthook = hook
 
 
-def _abort(code):
+_ABORT_GRACE_SECONDS = 0.5
+
+
+def _flush_std_streams():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # noqa: BLE001 - a closed stream must not stop the abort
             pass
+
+
+def _abort(code):
+    _flush_std_streams()
     _group.MPI.COMM_WORLD.Abort(code)
 
 

@@ -35,6 +35,9 @@ import threading
 
 import numpy as np
 
+from ._config import get_num_threads
+from ._ext import activations as _activations
+
 __all__ = ["Function", "no_grad", "is_grad_enabled", "backward", "queue_callback"]
 
 _grad_mode = threading.local()
@@ -358,10 +361,8 @@ def add_arrays(a, b):
     if (a.shape == b.shape and a.dtype == b.dtype and a.size >= _KERNEL_ADD_MIN
             and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
             and b.flags.c_contiguous):
-        from ._config import get_num_threads
-        from ._ext import activations
         out = np.empty_like(a)
-        activations.add_forward(a.reshape(-1), b.reshape(-1), out.reshape(-1),
+        _activations.add_forward(a.reshape(-1), b.reshape(-1), out.reshape(-1),
                                 get_num_threads())
         return out
     return a + b

@@ -18,18 +18,39 @@ from libc.string cimport memset
 from _pool2d_helpers cimport Geom, _interior_cols, _avg_window
 
 
+cdef inline void _window_rows(const Geom* g, Py_ssize_t oh, Py_ssize_t* h0,
+                              Py_ssize_t* h1) noexcept nogil:
+    """[h0, h1): the input rows of output row oh's windows, clipped to the input."""
+    cdef Py_ssize_t a = oh * g.sh - g.ph
+    h0[0] = a if a > 0 else 0
+    h1[0] = a + g.kh if a + g.kh < g.H else g.H
+
+
+cdef inline Py_ssize_t _window_cols(const Geom* g, Py_ssize_t oh, Py_ssize_t ow,
+                                    Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t rdiv,
+                                    bint include_pad, Py_ssize_t divisor_override,
+                                    Py_ssize_t* w0, Py_ssize_t* w1) noexcept nogil:
+    """[w0, w1): window (oh, ow)'s clipped columns; returns its divisor (rdiv, the row's,
+    for the windows inside the row, ow in [lo, hi))."""
+    cdef Py_ssize_t d0, d1, div
+    if lo <= ow < hi:
+        w0[0] = ow * g.sw - g.pw
+        w1[0] = w0[0] + g.kw
+        return rdiv
+    _avg_window(g, oh, ow, include_pad, divisor_override, &d0, &d1, w0, w1, &div)
+    return div
+
+
 cdef inline void _avg_plane_rows(const Geom* g, const floating* xp, floating* op,
                                  bint include_pad, Py_ssize_t divisor_override,
                                  floating* buf) noexcept nogil:
-    cdef Py_ssize_t oh, ow, ih, iw, a, h0, h1, w0, w1, c, div, lo = 0, hi = 0
+    cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1, c, div, lo = 0, hi = 0
     cdef Py_ssize_t d0, d1, e0, e1, rdiv = 1
     cdef floating s
     cdef const floating* xr
     _interior_cols(g, &lo, &hi)
     for oh in range(g.OH):
-        a = oh * g.sh - g.ph
-        h0 = a if a > 0 else 0
-        h1 = a + g.kh if a + g.kh < g.H else g.H
+        _window_rows(g, oh, &h0, &h1)
         memset(buf, 0, g.W * sizeof(floating))
         for ih in range(h0, h1):
             xr = xp + ih * g.W
@@ -38,13 +59,8 @@ cdef inline void _avg_plane_rows(const Geom* g, const floating* xp, floating* op
         if lo < hi:
             _avg_window(g, oh, lo, include_pad, divisor_override, &d0, &d1, &e0, &e1, &rdiv)
         for ow in range(g.OW):
-            if lo <= ow < hi:
-                div = rdiv
-                w0 = ow * g.sw - g.pw
-                w1 = w0 + g.kw
-            else:
-                _avg_window(g, oh, ow, include_pad, divisor_override, &d0, &d1, &w0, &w1,
-                            &div)
+            div = _window_cols(g, oh, ow, lo, hi, rdiv, include_pad, divisor_override, &w0,
+                               &w1)
             s = 0
             for c in range(w0, w1):
                 s = s + buf[c]
@@ -54,29 +70,22 @@ cdef inline void _avg_plane_rows(const Geom* g, const floating* xp, floating* op
 cdef inline void _avg_backward_plane_rows(const Geom* g, const floating* gyp, floating* gxp,
                                           bint include_pad, Py_ssize_t divisor_override,
                                           floating* buf) noexcept nogil:
-    cdef Py_ssize_t oh, ow, ih, iw, a, h0, h1, w0, w1, c, div, lo = 0, hi = 0
+    cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1, c, div, lo = 0, hi = 0
     cdef Py_ssize_t d0, d1, e0, e1, rdiv = 1
     cdef floating v
     cdef floating* gr
     _interior_cols(g, &lo, &hi)
     memset(gxp, 0, g.H * g.W * sizeof(floating))
     for oh in range(g.OH):
-        a = oh * g.sh - g.ph
-        h0 = a if a > 0 else 0
-        h1 = a + g.kh if a + g.kh < g.H else g.H
+        _window_rows(g, oh, &h0, &h1)
         if h0 >= h1:
             continue
         memset(buf, 0, g.W * sizeof(floating))
         if lo < hi:
             _avg_window(g, oh, lo, include_pad, divisor_override, &d0, &d1, &e0, &e1, &rdiv)
         for ow in range(g.OW):
-            if lo <= ow < hi:
-                div = rdiv
-                w0 = ow * g.sw - g.pw
-                w1 = w0 + g.kw
-            else:
-                _avg_window(g, oh, ow, include_pad, divisor_override, &d0, &d1, &w0, &w1,
-                            &div)
+            div = _window_cols(g, oh, ow, lo, hi, rdiv, include_pad, divisor_override, &w0,
+                               &w1)
             v = gyp[oh * g.OW + ow] / div
             for c in range(w0, w1):
                 buf[c] += v

@@ -277,37 +277,29 @@ cdef void _avg_plane(const Geom* g, const floating* xp, floating* op, bint inclu
     cdef floating* orow
     cdef Py_ssize_t r_lo, r_hi
     cdef bint fast = g.kh == 2 and g.kw == 2 and g.sh == 2 and g.sw == 2
+    cdef bint interior_done = False
     if fast:
         _interior_cols(g, &lo, &hi)
         fast = lo < hi
-    if floating is float:   # interior windows in C (AVX-512, >= 16 a row), borders here
+    if floating is float:   # interior windows in C (AVX-512, >= 16 a row); borders below
         if fast:
             r_lo = (g.ph + 1) // 2                  # rows with both window rows inside
             r_hi = (g.H - 2 + g.ph) // 2 + 1 if g.H - 2 + g.ph >= 0 else 0
             r_hi = min(r_hi, g.OH)
             r_lo = min(r_lo, r_hi)
             _avg_window(g, r_lo, lo, include_pad, divisor_override, &h0, &h1, &w0, &w1, &div)
-            if fc_avg2_plane_f32(xp, g.H, g.W, g.OW, <int>g.ph, <int>g.pw, r_lo, r_hi, lo, hi,
-                                 <float>div, op) == 0:
-                for oh in range(g.OH):
-                    orow = op + oh * g.OW
-                    if r_lo <= oh < r_hi:
-                        for ow in range(lo):
-                            orow[ow] = _avg_elem(g, xp, oh, ow, include_pad, divisor_override)
-                        for ow in range(hi, g.OW):
-                            orow[ow] = _avg_elem(g, xp, oh, ow, include_pad, divisor_override)
-                    else:
-                        for ow in range(g.OW):
-                            orow[ow] = _avg_elem(g, xp, oh, ow, include_pad, divisor_override)
-                return
+            interior_done = fc_avg2_plane_f32(xp, g.H, g.W, g.OW, <int>g.ph, <int>g.pw, r_lo,
+                                              r_hi, lo, hi, <float>div, op) == 0
     for oh in range(g.OH):
         orow = op + oh * g.OW
         ih = oh * 2 - g.ph
         if fast and ih >= 0 and ih + 1 < g.H:
-            # an interior window is whole: its divisor is 4 unless overridden
-            _avg_window(g, oh, lo, include_pad, divisor_override, &h0, &h1, &w0, &w1, &div)
-            _avg_row_2x2_s2(xp + ih * g.W, xp + (ih + 1) * g.W, orow, lo, hi, -g.pw,
-                            <floating>div)
+            if not interior_done:
+                # an interior window is whole: its divisor is 4 unless overridden
+                _avg_window(g, oh, lo, include_pad, divisor_override, &h0, &h1, &w0, &w1,
+                            &div)
+                _avg_row_2x2_s2(xp + ih * g.W, xp + (ih + 1) * g.W, orow, lo, hi, -g.pw,
+                                <floating>div)
             for ow in range(lo):
                 orow[ow] = _avg_elem(g, xp, oh, ow, include_pad, divisor_override)
             for ow in range(hi, g.OW):

@@ -35,6 +35,7 @@ EXTENSIONS = {
     "conv2d_direct": [],
     "conv2d_im2col": ["src/fc_gemm.c"],
     "conv2d_depthwise": [],
+    "conv2d_winograd": [],
     "pool2d": [],
     "batchnorm2d": [],
     "activations": [],

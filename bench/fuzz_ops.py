@@ -96,6 +96,9 @@ def _conv_like(d, c, transposed):
     c["padding"] = [_bad(d, d.int(0, 2), -1), d.int(0, 2)]
     c["dilation"] = [_bad(d, d.int(1, 2), 0), d.int(1, 2)]
     c["bias"] = d.int(0, 1) == 1
+    if alg == "winograd" and not d.rare():   # its domain: 3x3, stride 1, dilation 1, groups 1
+        c["groups"], c["k"], c["stride"], c["dilation"] = 1, [3, 3], [1, 1], [1, 1]
+        c["c_in"], c["c_out"] = d.int(1, 4), d.int(1, 4)
     # an inconsistent weight: one channel too many along its per-group axis
     c["weight_extra"] = 1 if d.rare() else 0
     c["unbatched"] = d.rare()
@@ -479,12 +482,18 @@ def _ref_conv(c, inp, gy):
     return out
 
 
+def _winograd_invalid(c):
+    return c["algorithm"] == "winograd" and not (
+        c["k"] == [3, 3] and c["stride"] == [1, 1] and c["dilation"] == [1, 1]
+        and c["groups"] == 1)
+
+
 def _conv_invalid(c):
     # the reference has no algorithm argument and pads where PyTorch requires... nothing more
     if c["algorithm"] == "depthwise":
         return not (c["groups"] == c["c_in"] and c["groups"] > 1 and c["weight_extra"] == 0
                     and c["c_out"] % c["c_in"] == 0)
-    return False
+    return _winograd_invalid(c)
 
 
 def _fast_conv_t(c, x, w, b=None):
@@ -514,7 +523,7 @@ def _conv_t_invalid(c):
     if c["algorithm"] == "depthwise":   # in conv terms: groups == C_out of the transposed conv
         return not (c["groups"] == c["c_out"] and c["groups"] > 1 and c["weight_extra"] == 0
                     and c["c_in"] % c["c_out"] == 0)
-    return False
+    return _winograd_invalid(c)
 
 
 def _make_x(c, rng):

@@ -6,16 +6,21 @@ once in forward and recorded; backward uses the same algorithm.
 """
 from dataclasses import dataclass
 
-from .._ext import conv2d_depthwise, conv2d_direct, conv2d_im2col
+from .._ext import conv2d_depthwise, conv2d_direct, conv2d_im2col, conv2d_winograd
 
 KERNELS = {
     "direct": conv2d_direct,
     "im2col": conv2d_im2col,
     "depthwise": conv2d_depthwise,
+    "winograd": conv2d_winograd,
 }
 
 # Algorithms that only handle part of the parameter space, with the predicate that says where.
-SPECIALISED = {"depthwise": lambda p: is_depthwise(p)}
+SPECIALISED = {"depthwise": lambda p: is_depthwise(p), "winograd": lambda p: is_winograd(p)}
+
+# The float32 Winograd blocks have an AVX-512 kernel; elsewhere they run portable C, slower
+# than im2col + GEMM, so the automatic choice only takes Winograd where this is True.
+WINOGRAD_SIMD = conv2d_winograd.simd_available()
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class ConvParams:
     padding: tuple
     dilation: tuple
     groups: int
+    itemsize: int = 4   # bytes per element of the operands: 4 for float32, 8 for float64
 
     def kernel_args(self):
         """The geometry arguments every kernel entry point takes, in kernel order:
@@ -43,6 +49,19 @@ class ConvParams:
 def is_depthwise(p):
     """groups == C_in (channel multiplier C_out // C_in >= 1)."""
     return p.groups == p.c_in and p.groups > 1 and p.c_out % p.c_in == 0
+
+
+def is_winograd(p):
+    """3x3 kernel, stride 1, dilation 1, groups 1 (any padding): Winograd F(2x2, 3x3)."""
+    return (p.kh, p.kw) == (3, 3) and tuple(p.stride) == (1, 1) and \
+        tuple(p.dilation) == (1, 1) and p.groups == 1
+
+
+def winograd_pays(p):
+    """float32 on AVX-512 with enough channels for the 16 GEMMs to outweigh the transforms:
+    at least 32 in and 32 out, and 2048 channel pairs (mnist_c2's 32 -> 64 and up)."""
+    return p.itemsize == 4 and WINOGRAD_SIMD and min(p.c_in, p.c_out) >= 32 and \
+        p.c_in * p.c_out >= 2048
 
 
 def select_conv_algorithm(params, need_grad):
@@ -60,6 +79,8 @@ def select_conv_algorithm(params, need_grad):
                         f"{type(params).__name__}")
     if is_depthwise(params):
         return "depthwise"
+    if is_winograd(params) and winograd_pays(params):
+        return "winograd"
     return "im2col"
 
 

@@ -86,11 +86,16 @@ def _pick_algorithm(op, algorithm, params, need_grad):
         raise ValueError(f"{op}: expected algorithm to be None or one of "
                          f"{conv_algorithms()}, got {algorithm!r}")
     domain = SPECIALISED.get(algorithm)
-    if domain is not None and not domain(params):
+    if domain is not None and not domain(params) and algorithm == "depthwise":
         raise ValueError(f"{op}: algorithm {algorithm!r} needs groups == in_channels "
                          f"(depthwise): expected groups == {params.c_in} > 1 and out_channels "
                          f"a multiple of it, got in_channels={params.c_in}, "
                          f"groups={params.groups}, out_channels={params.c_out}")
+    if domain is not None and not domain(params):
+        raise ValueError(f"{op}: algorithm {algorithm!r} (Winograd F(2x2, 3x3)): expected "
+                         f"a 3x3 kernel, stride 1, dilation 1 and groups 1, got kernel {params.kh}x{params.kw}, "
+                         f"stride {tuple(params.stride)}, dilation {tuple(params.dilation)}, "
+                         f"groups {params.groups}")
     return algorithm
 
 
@@ -223,7 +228,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     else:
         oh = _out_size(op, h, kh, stride[0], pad[0], dilation[0], "height")
         ow = _out_size(op, w, kw, stride[1], pad[1], dilation[1], "width")
-    params = ConvParams(n, c_in, h, w, c_out, kh, kw, stride, pad, dilation, groups)
+    params = ConvParams(n, c_in, h, w, c_out, kh, kw, stride, pad, dilation, groups,
+                        np.dtype(dtype).itemsize)
     algorithm = _pick_algorithm(op, algorithm, params, _needs_grad(input, weight, bias))
     return _Conv2d.apply(input, weight, bias, params=params, out_hw=(oh, ow),
                          algorithm=algorithm)
@@ -284,7 +290,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                          f"{stride}, padding {pad}, dilation {dilation}, output_padding "
                          f"{opad}")
     # In conv terms: the conv maps the (N, c_out, oh, ow) output back to (N, c_in, h, w).
-    params = ConvParams(n, c_out, oh, ow, c_in, kh, kw, stride, pad, dilation, groups)
+    params = ConvParams(n, c_out, oh, ow, c_in, kh, kw, stride, pad, dilation, groups,
+                        np.dtype(dtype).itemsize)
     algorithm = _pick_algorithm(op, algorithm, params, _needs_grad(input, weight, bias))
     return _ConvTranspose2d.apply(input, weight, bias, params=params, out_hw=(oh, ow),
                                   algorithm=algorithm)

@@ -204,6 +204,9 @@ def test_huge_padding_and_stride_use_64_bit_geometry():
             except MemoryError:
                 print(alg, "MemoryError")
                 continue
+            except ValueError as exc:     # a 1x1 kernel is outside the algorithm's domain
+                print(alg, "ValueError", exc)
+                continue
             want = np.broadcast_to(b.reshape(1, 4, 1, 1), (2, 4, 3, 3)).copy()
             want[:, :, 1, 1] += 6.0
             print(alg, "ok" if np.array_equal(y, want) else f"WRONG {y.ravel()}")
@@ -213,4 +216,5 @@ def test_huge_padding_and_stride_use_64_bit_geometry():
     out = dict(line.split(" ", 1) for line in r.stdout.strip().splitlines())
     assert set(out) == set(fc.conv_algorithms())
     assert out["direct"] == "ok" and out["im2col"] == "ok", out
+    assert out.pop("winograd").startswith("ValueError conv2d: algorithm 'winograd'"), out
     assert all(v in ("ok", "MemoryError") for v in out.values()), out

@@ -237,7 +237,8 @@ def _torch_ops(torch):
     return ops
 
 
-NONFINITE_OPS = ["conv2d-direct", "conv2d-im2col", "conv2d-depthwise", "conv_transpose2d",
+NONFINITE_OPS = ["conv2d-direct", "conv2d-im2col", "conv2d-depthwise", "conv2d-winograd",
+                 "conv_transpose2d",
                  "max_pool2d", "max_pool2d-indices", "adaptive_max_pool2d", "avg_pool2d",
                  "adaptive_avg_pool2d", "lp_pool2d", "lp_pool2d-inf", "batch_norm", "relu",
                  "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "log_softmax", "prelu",

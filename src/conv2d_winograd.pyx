@@ -1,0 +1,279 @@
+"""2-D convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016), for 3x3
+kernels with stride 1, dilation 1 and groups 1 (any padding).
+
+Each 2x2 output tile costs 16 multiplies per (input, output) channel pair instead of 36: the
+input's 4x4 patches and the kernels are transformed (B^T d B, G g G^T), the channel sums are
+16 GEMMs, one per position of the transformed tile, and the results are transformed back
+(A^T m A). winograd.h has the formulas, the layout and the AVX-512 block kernel.
+
+- forward: the above, bias added in the output transform.
+- backward_input: the forward convolution of grad_out with the 180-degree-rotated,
+  in/out-swapped kernel, its top-left padding 2 - pad (so conv_transpose2d's forward, with
+  any output_padding, runs here too).
+- backward_weight: conv2d_im2col's (the weight gradient is a long reduction over pixels,
+  which the GEMM and dot-product forms there already run at the GEMM's speed).
+
+A NaN or infinity in the input or the weights would leak into the whole 2x2 tile through
+the transforms (inf - inf), unlike the direct sum: the weight transform and the packing pass
+detect it, and such calls run conv2d_im2col's instead.
+
+Level of parallelism: one per pass. The weight transform runs over output channels and the
+packing over input channels (one parallel region, disjoint writes), then blocks of tile slots
+over the threads: each block writes only its own tiles' outputs. Block boundaries depend on
+the shape only, so results do not depend on the thread count.
+
+Workspace: the transformed weights and the packed input live in the calling thread's
+scratch, each block's V and M in its thread's (scratch.h): nothing is allocated per call.
+"""
+from cython.parallel cimport prange
+from cython cimport floating
+
+from libc.stdint cimport int64_t
+import numpy as np
+
+from scratch cimport fc_scratch
+from fastconv._ext import conv2d_im2col as _im2col
+
+cdef extern from "winograd.h" nogil:
+    ctypedef struct fc_wn_geo:
+        int64_t N, C, K, H, W, OH, OW, ph, pw, th, tw, Hq, Wq, nslots, ld
+    enum:
+        FC_WN_TB, FC_WN_KC
+    void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K, int64_t H, int64_t W,
+                        int64_t OH, int64_t OW, int64_t ph, int64_t pw) noexcept
+    bint fc_wn_simd() noexcept
+    int fc_wn_pack_f32(const float *x, int64_t c, const fc_wn_geo *g, float *xp,
+                       float *row) noexcept
+    int fc_wn_pack_f64(const double *x, int64_t c, const fc_wn_geo *g, double *xp,
+                       double *row) noexcept
+    int fc_wn_weights_f32(const float *w, int64_t k, int flip, const fc_wn_geo *g,
+                          float *U) noexcept
+    int fc_wn_weights_f64(const double *w, int64_t k, int flip, const fc_wn_geo *g,
+                          double *U) noexcept
+    int fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp) noexcept
+    void fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U,
+                         const float *bias, float *y, int64_t s0, int nv, float *V,
+                         float *M) noexcept
+    void fc_wn_block_generic_f32(const fc_wn_geo *g, const float *xp, const float *U,
+                                 const float *bias, float *y, int64_t s0, float *V,
+                                 float *M) noexcept
+    void fc_wn_block_generic_f64(const fc_wn_geo *g, const double *xp, const double *U,
+                                 const double *bias, double *y, int64_t s0, double *V,
+                                 double *M) noexcept
+
+
+def simd_available():
+    """True when the float32 blocks run the AVX-512 kernel (else portable C)."""
+    return bool(fc_wn_simd())
+
+
+def supports(int kh, int kw, int stride_h, int stride_w, int dil_h, int dil_w, int groups):
+    """Whether this module computes the convolution with these parameters."""
+    return kh == 3 and kw == 3 and stride_h == 1 and stride_w == 1 and dil_h == 1 and \
+        dil_w == 1 and groups == 1
+
+
+# images per chunk in the batch-parallel path: a chunk's packed input (4 phase planes per
+# channel) stays in L2 while its blocks read it
+cdef size_t CHUNK_BYTES = 384 << 10
+
+
+cdef int pack(const floating *x, fc_wn_geo *g, floating *xp, floating *row) noexcept nogil:
+    """Every channel of g's images into xp; 1 if the input holds a NaN or an infinity."""
+    cdef Py_ssize_t c
+    cdef int bad = 0
+    if floating is float:
+        if fc_wn_simd():
+            return fc_wn_pack_all_f32(x, g, xp)
+        for c in range(g.C):
+            bad |= fc_wn_pack_f32(x, c, g, xp, row)
+    else:
+        for c in range(g.C):
+            bad |= fc_wn_pack_f64(x, c, g, xp, row)
+    return bad
+
+
+cdef void blocks(fc_wn_geo *g, const floating *xp, const floating *U, const floating *bias,
+                 floating *y, Py_ssize_t b0, Py_ssize_t b1, floating *V,
+                 floating *M) noexcept nogil:
+    """Blocks [b0, b1) of g's tile slots (the last one may be short)."""
+    cdef Py_ssize_t b, s0
+    cdef int nv
+    for b in range(b0, b1):
+        s0 = b * FC_WN_TB
+        nv = <int>min(<Py_ssize_t>(FC_WN_TB // 16), (g.nslots - s0 + 15) // 16)
+        if floating is float:
+            if fc_wn_simd():
+                fc_wn_block_f32(g, xp, U, bias, y, s0, nv, V, M)
+            else:
+                fc_wn_block_generic_f32(g, xp, U, bias, y, s0, V, M)
+        else:
+            fc_wn_block_generic_f64(g, xp, U, bias, y, s0, V, M)
+
+
+cdef inline size_t m_size(fc_wn_geo *g) noexcept nogil:
+    """Values in a thread's M buffer, which also serves as the portable packing's row."""
+    return max(<size_t>(16 * FC_WN_KC * FC_WN_TB), <size_t>(2 * g.Wq))
+
+
+cdef int chunk(const floating *x, const floating *U, const floating *bias, floating *y,
+               fc_wn_geo *g, Py_ssize_t n0, Py_ssize_t nc) noexcept nogil:
+    """Images [n0, n0 + nc) on this thread: pack them into its scratch, then their blocks.
+    0, 1 (non-finite input) or -1 (no memory)."""
+    cdef fc_wn_geo gc
+    fc_wn_geometry(&gc, nc, g.C, g.K, g.H, g.W, g.OH, g.OW, g.ph, g.pw)
+    cdef floating *xp = <floating *>fc_scratch(2, 4 * gc.C * gc.ld * sizeof(floating))
+    cdef floating *V = <floating *>fc_scratch(0, 16 * gc.C * FC_WN_TB * sizeof(floating))
+    cdef floating *M = <floating *>fc_scratch(3, m_size(&gc) * sizeof(floating))
+    if xp == NULL or V == NULL or M == NULL:
+        return -1
+    if pack(x + n0 * g.C * g.H * g.W, &gc, xp, M):
+        return 1
+    blocks(&gc, xp, U, bias, y + n0 * g.K * g.OH * g.OW, 0,
+           (gc.nslots + FC_WN_TB - 1) // FC_WN_TB, V, M)
+    return 0
+
+
+cdef int run(const floating *x, const floating *w, bint flip, const floating *bias,
+             floating *y, fc_wn_geo *g, int n_threads) noexcept nogil:
+    """y = the convolution of fc_wn_geo g. 0, 1 (non-finite input or weights: y partly
+    written) or -1 (no memory).
+
+    With at least n_threads images, chunks of images run in parallel, each thread packing
+    its own chunk (which then stays in its L2). Otherwise the channels are packed in
+    parallel into one buffer and the blocks of slots run in parallel. Scratch slots: the
+    calling thread keeps U in 1 (and the shared packing in 2); every thread uses 0, 2 and 3
+    for its V, packed chunk and M."""
+    cdef floating *U = <floating *>fc_scratch(1, 16 * g.K * g.C * sizeof(floating))
+    cdef floating *xp
+    cdef floating *row
+    cdef Py_ssize_t i, nb, nchunks, nblocks
+    cdef size_t per
+    cdef int bad = 0, nomem = 0, status
+    cdef floating *V
+    cdef floating *M
+    if U == NULL:
+        return -1
+    for i in prange(g.K, num_threads=n_threads, schedule="static"):
+        if floating is float:
+            bad += fc_wn_weights_f32(w, i, flip, g, U)
+        else:
+            bad += fc_wn_weights_f64(w, i, flip, g, U)
+    if bad:
+        return 1
+    if g.N >= n_threads:
+        per = 4 * g.C * g.Hq * g.Wq * sizeof(floating)
+        nb = max(1, min((g.N + n_threads - 1) // n_threads, <Py_ssize_t>(CHUNK_BYTES // per)))
+        nchunks = (g.N + nb - 1) // nb
+        for i in prange(nchunks, num_threads=n_threads, schedule="static"):
+            status = chunk(x, U, bias, y, g, i * nb, min(nb, g.N - i * nb))
+            nomem += status < 0
+            bad += status > 0
+        return -1 if nomem else (1 if bad else 0)
+    xp = <floating *>fc_scratch(2, 4 * g.C * g.ld * sizeof(floating))
+    if xp == NULL:
+        return -1
+    for i in prange(g.C, num_threads=n_threads, schedule="static"):
+        row = <floating *>fc_scratch(3, m_size(g) * sizeof(floating))
+        if row == NULL:
+            nomem += 1
+        elif floating is float:
+            bad += fc_wn_pack_f32(x, i, g, xp, row)
+        else:
+            bad += fc_wn_pack_f64(x, i, g, xp, row)
+    if nomem or bad:
+        return -1 if nomem else 1
+    nblocks = (g.nslots + FC_WN_TB - 1) // FC_WN_TB
+    for i in prange(nblocks, num_threads=n_threads, schedule="static"):
+        V = <floating *>fc_scratch(0, 16 * g.C * FC_WN_TB * sizeof(floating))
+        M = <floating *>fc_scratch(3, m_size(g) * sizeof(floating))
+        if V == NULL or M == NULL:
+            nomem += 1
+        else:
+            blocks(g, xp, U, bias, y, i, i + 1, V, M)
+    return -1 if nomem else 0
+
+
+cdef object check_supported(str op, int kh, int kw, int stride_h, int stride_w, int dil_h,
+                            int dil_w, int groups):
+    if not supports(kh, kw, stride_h, stride_w, dil_h, dil_w, groups):
+        raise ValueError(f"conv2d_winograd.{op}: expected a 3x3 kernel, stride 1, dilation 1 "
+                         f"and groups 1, got kernel {kh}x{kw}, stride ({stride_h}, "
+                         f"{stride_w}), dilation ({dil_h}, {dil_w}), groups {groups}")
+
+
+def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
+            const floating[:, :, :, ::1] weight,   # IN  (C_out, C_in, 3, 3)
+            const floating[::1] bias,              # IN  (C_out,) or length 0: no bias
+            floating[:, :, :, ::1] out,            # OUT (N, C_out, OH, OW): fully overwritten
+            int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
+            int groups, int n_threads):
+    """out = conv2d(x, weight) + bias. Parallel over blocks of output tiles (each thread
+    writes only its blocks' tiles). Inputs holding NaN or infinity run conv2d_im2col."""
+    check_supported("forward", weight.shape[2], weight.shape[3], stride_h, stride_w, dil_h,
+                    dil_w, groups)
+    cdef fc_wn_geo g
+    cdef int status = 0
+    cdef const floating *b = NULL
+    fc_wn_geometry(&g, x.shape[0], x.shape[1], out.shape[1], x.shape[2], x.shape[3],
+                   out.shape[2], out.shape[3], pad_h, pad_w)
+    if g.N == 0 or g.K == 0 or g.OH * g.OW == 0:
+        return
+    if g.C == 0:
+        out[...] = 0
+        if bias.shape[0] > 0:
+            np.asarray(out)[...] += np.asarray(bias)[:, None, None]
+        return
+    if bias.shape[0] > 0:
+        b = &bias[0]
+    with nogil:
+        status = run(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], False, b, &out[0, 0, 0, 0], &g,
+                     n_threads)
+    if status == 1:
+        _im2col.forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                        groups, n_threads)
+    elif status != 0:
+        raise MemoryError("conv2d_winograd.forward: cannot allocate the workspace")
+
+
+def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, OW)
+                   const floating[:, :, :, ::1] weight,    # IN  (C_out, C_in, 3, 3)
+                   floating[:, :, :, ::1] grad_in,         # OUT (N, C_in, H, W): fully overwritten
+                   int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
+                   int groups, int n_threads):
+    """grad_in = d(conv2d)/dx applied to grad_out: the forward convolution of grad_out with
+    the rotated, in/out-swapped kernel, padded by 2 - pad at the top and left (grad_in may be
+    larger than the convolution's input, as conv_transpose2d's output_padding asks: its
+    extra rows and columns see zeros). Parallel as forward."""
+    check_supported("backward_input", weight.shape[2], weight.shape[3], stride_h, stride_w,
+                    dil_h, dil_w, groups)
+    cdef fc_wn_geo g
+    cdef int status = 0
+    fc_wn_geometry(&g, grad_out.shape[0], grad_out.shape[1], grad_in.shape[1],
+                   grad_out.shape[2], grad_out.shape[3], grad_in.shape[2], grad_in.shape[3],
+                   2 - pad_h, 2 - pad_w)
+    if g.N == 0 or g.K == 0 or g.OH * g.OW == 0:
+        return
+    if g.C == 0 or g.H * g.W == 0:
+        grad_in[...] = 0
+        return
+    with nogil:
+        status = run(&grad_out[0, 0, 0, 0], &weight[0, 0, 0, 0], True, NULL,
+                     &grad_in[0, 0, 0, 0], &g, n_threads)
+    if status == 1:
+        _im2col.backward_input(grad_out, weight, grad_in, stride_h, stride_w, pad_h, pad_w,
+                               dil_h, dil_w, groups, n_threads)
+    elif status != 0:
+        raise MemoryError("conv2d_winograd.backward_input: cannot allocate the workspace")
+
+
+def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
+                    const floating[:, :, :, ::1] grad_out, # IN  (N, C_out, OH, OW)
+                    floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in, 3, 3): fully overwritten
+                    int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
+                    int groups, int n_threads):
+    """grad_weight = d(conv2d)/dweight applied to grad_out: conv2d_im2col's."""
+    check_supported("backward_weight", grad_weight.shape[2], grad_weight.shape[3], stride_h,
+                    stride_w, dil_h, dil_w, groups)
+    _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w, dil_h,
+                            dil_w, groups, n_threads)

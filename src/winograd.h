@@ -1,0 +1,432 @@
+/* Winograd's minimal filtering F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray 2016),
+ * the per-channel and per-block work of conv2d_winograd.pyx.
+ *
+ * A 2x2 output tile of one channel k is
+ *     Y = A^T [ sum over c of (G g[k,c] G^T) * (B^T d[c] B) ] A
+ * where d[c] is the 4x4 input patch under the tile, g the 3x3 kernel and * the elementwise
+ * product: 16 multiplies per channel pair where the direct form needs 36, and the sum over c
+ * is 16 independent GEMMs, one per position xi of the 4x4 transformed tile:
+ *     M[xi] (K x tiles) = U[xi] (K x C) @ V[xi] (C x tiles).
+ *
+ * Layout. The input is zero-padded and split into its 4 phase planes (even/odd rows x
+ * columns), one (Hq x Wq) plane per image, the images of a channel back to back, so that
+ * tile slot s = (n*Hq + ty)*Wq + tx reads patch element (r, q) at
+ *     phase (r % 2, q % 2), slot s + (r / 2)*Wq + q / 2:
+ * consecutive slots read consecutive floats, and 16 tiles transform in one vector. Slots
+ * with ty >= th or tx >= tw (one row and one column of each image's grid) are junk: computed
+ * and not stored. A block of FC_WN_TB slots is the unit of work: transform its inputs (V, in
+ * L2), run the 16 GEMMs a slice of output channels at a time (M), transform back and store.
+ *
+ * Every output is the same sequence of operations whatever the block's neighbours, so results
+ * do not depend on the thread count. The float32 AVX-512 path and the portable path (float64,
+ * or a CPU without AVX-512) compute the same formulas; the rounding differs from the direct
+ * form by a few ulps of the largest partial sums (the transforms add up to 9 terms).
+ */
+#ifndef FASTCONV_WINOGRAD_H
+#define FASTCONV_WINOGRAD_H
+#include <stdint.h>
+#include <string.h>
+#include "cpu_dispatch.h"
+
+/* slots per block (3 vectors of 16) and output channels per GEMM slice */
+enum { FC_WN_TB = 48, FC_WN_KC = 64 };
+
+typedef struct {
+    int64_t N, C, K, H, W, OH, OW; /* x (N, C, H, W) -> y (N, K, OH, OW) */
+    int64_t ph, pw;                /* y[oh, ow] = sum x[oh + i - ph, ow + j - pw] g[i, j] */
+    int64_t th, tw;                /* output tiles per image */
+    int64_t Hq, Wq;                /* phase planes: th + 1 rows, tw + 1 columns */
+    int64_t nslots;                /* N * Hq * Wq */
+    int64_t ld;                    /* floats from one phase plane set to the next */
+} fc_wn_geo;
+
+static inline void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K, int64_t H,
+                                  int64_t W, int64_t OH, int64_t OW, int64_t ph, int64_t pw)
+{
+    g->N = N; g->C = C; g->K = K; g->H = H; g->W = W; g->OH = OH; g->OW = OW;
+    g->ph = ph; g->pw = pw;
+    g->th = (OH + 1) / 2; g->tw = (OW + 1) / 2;
+    g->Hq = g->th + 1; g->Wq = g->tw + 1;
+    g->nslots = N * g->Hq * g->Wq;
+    /* the last block reads up to TB - 1 slots past nslots, each up to Wq + 1 further on */
+    g->ld = (g->nslots + FC_WN_TB + g->Wq + 1 + 15) / 16 * 16;
+}
+
+static inline int fc_wn_simd(void) { return fc_cpu_target() == FC_CPU_AVX512; }
+
+/* Per-type code: the phase-plane packing, the weight transform and the portable block. */
+#define FC_WN_DEFINE(T, SUF)                                                                   \
+/* Channel c of every image into its 4 phase planes (xp + (4*c + phase)*ld), zeros around and \
+ * after. row must hold 2*Wq values. Returns 1 if x's channel holds a NaN or an infinity. */  \
+static int fc_wn_pack_##SUF(const T *x, int64_t c, const fc_wn_geo *g, T *xp, T *row)        \
+{                                                                                              \
+    const int64_t Hq = g->Hq, Wq = g->Wq, HW = g->H * g->W, plane = Hq * Wq;                   \
+    int64_t lo = g->pw < 0 ? -g->pw : 0, hi = g->W;                                            \
+    if (hi > 2 * Wq - g->pw) hi = 2 * Wq - g->pw;                                              \
+    T bad = 0;                                                                                 \
+    for (int64_t n = 0; n < g->N; ++n) {                                                       \
+        const T *src = x + (n * g->C + c) * HW;                                                \
+        for (int64_t pr = 0; pr < 2 * Hq; ++pr) {                                              \
+            T *e = xp + (4 * c + (pr & 1) * 2) * g->ld + n * plane + (pr >> 1) * Wq;           \
+            T *o = e + g->ld;                                                                  \
+            int64_t h = pr - g->ph;                                                            \
+            if (h < 0 || h >= g->H || lo >= hi) {                                              \
+                memset(e, 0, Wq * sizeof(T));                                                  \
+                memset(o, 0, Wq * sizeof(T));                                                  \
+                continue;                                                                      \
+            }                                                                                  \
+            memset(row, 0, 2 * Wq * sizeof(T));                                                \
+            memcpy(row + lo + g->pw, src + h * g->W + lo, (hi - lo) * sizeof(T));              \
+            for (int64_t w = lo; w < hi; ++w) /* 0 * x is NaN exactly when x is not finite */  \
+                bad += 0 * src[h * g->W + w];                                                  \
+            for (int64_t q = 0; q < Wq; ++q) {                                                 \
+                e[q] = row[2 * q];                                                             \
+                o[q] = row[2 * q + 1];                                                         \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    for (int ph = 0; ph < 4; ++ph)                                                             \
+        memset(xp + (4 * c + ph) * g->ld + g->nslots, 0, (g->ld - g->nslots) * sizeof(T));     \
+    return bad != bad;                                                                         \
+}                                                                                              \
+                                                                                               \
+/* U[xi][k][c] = (G g G^T)[xi] for output channel k and every input channel c. g = w[k, c]    \
+ * (w of shape (K, C, 3, 3)); with flip, g = w[c, k] rotated by 180 degrees (w of shape      \
+ * (C, K, 3, 3)): the kernel of the input gradient as a forward convolution. Returns 1 if     \
+ * one of these kernels holds a NaN or an infinity. */                                        \
+static int fc_wn_weights_##SUF(const T *w, int64_t k, int flip, const fc_wn_geo *g, T *U)     \
+{                                                                                              \
+    const int64_t K = g->K, C = g->C;                                                          \
+    T bad = 0;                                                                                 \
+    for (int64_t c = 0; c < C; ++c) {                                                          \
+        T f[3][3], t[4][3];                                                                    \
+        const T *s = w + (flip ? c * K + k : k * C + c) * 9;                                   \
+        for (int i = 0; i < 9; ++i) {                                                          \
+            f[i / 3][i % 3] = flip ? s[8 - i] : s[i];                                          \
+            bad += 0 * s[i];                                                                   \
+        }                                                                                      \
+        for (int j = 0; j < 3; ++j) {                                                          \
+            t[0][j] = f[0][j];                                                                 \
+            t[1][j] = (T)0.5 * (f[0][j] + f[1][j] + f[2][j]);                                  \
+            t[2][j] = (T)0.5 * (f[0][j] - f[1][j] + f[2][j]);                                  \
+            t[3][j] = f[2][j];                                                                 \
+        }                                                                                      \
+        for (int i = 0; i < 4; ++i) {                                                          \
+            T *u = U + (i * 4 * K + k) * C + c;                                                \
+            u[0] = t[i][0];                                                                    \
+            u[K * C] = (T)0.5 * (t[i][0] + t[i][1] + t[i][2]);                                 \
+            u[2 * K * C] = (T)0.5 * (t[i][0] - t[i][1] + t[i][2]);                             \
+            u[3 * K * C] = t[i][2];                                                            \
+        }                                                                                      \
+    }                                                                                          \
+    return bad != bad;                                                                         \
+}                                                                                              \
+                                                                                               \
+/* Where the block's slots store: off[t] = the offset of the tile's top-left output in channel \
+ * 0 of y, or -1 for a junk slot; edge[t] bit 0: the tile has a second column, bit 1: a      \
+ * second row. Computed once per block, not per output channel. */                           \
+static inline void fc_wn_slots_##SUF(const fc_wn_geo *g, int64_t s0, int64_t *off,            \
+                                     unsigned char *edge)                                      \
+{                                                                                              \
+    const int64_t plane = g->Hq * g->Wq;                                                       \
+    for (int64_t t = 0; t < FC_WN_TB; ++t) {                                                   \
+        int64_t s = s0 + t, n = s / plane, r = s - n * plane, ty = r / g->Wq;                  \
+        int64_t tx = r - ty * g->Wq;                                                           \
+        off[t] = -1;                                                                           \
+        if (s >= g->nslots || ty >= g->th || tx >= g->tw)                                      \
+            continue;                                                                          \
+        off[t] = n * g->K * g->OH * g->OW + 2 * ty * g->OW + 2 * tx;                           \
+        edge[t] = (2 * tx + 1 < g->OW) | (2 * ty + 1 < g->OH) << 1;                            \
+    }                                                                                          \
+}                                                                                              \
+                                                                                               \
+/* Store output channel k of 16 slots from the 4 transformed-back values o[0..3][lane]        \
+ * (y[2ty + a, 2tx + b] = o[2a + b]), skipping junk slots and what lies past the edge. */    \
+static inline void fc_wn_store_##SUF(const fc_wn_geo *g, const int64_t *off,                  \
+                                     const unsigned char *edge, int64_t k, const T o[4][16],   \
+                                     T *y)                                                     \
+{                                                                                              \
+    const int64_t OW = g->OW;                                                                  \
+    y += k * g->OH * OW;                                                                       \
+    for (int l = 0; l < 16; ++l) {                                                             \
+        if (off[l] < 0)                                                                        \
+            continue;                                                                          \
+        T *d = y + off[l];                                                                     \
+        d[0] = o[0][l];                                                                        \
+        if (edge[l] == 3) {                                                                    \
+            d[1] = o[1][l];                                                                    \
+            d[OW] = o[2][l];                                                                   \
+            d[OW + 1] = o[3][l];                                                               \
+        } else {                                                                               \
+            if (edge[l] & 1) d[1] = o[1][l];                                                   \
+            if (edge[l] & 2) d[OW] = o[2][l];                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+                                                                                               \
+/* The block of slots [s0, s0 + TB), portable code. V: 16*C*TB values, M: 16*KC*TB. */        \
+static void fc_wn_block_generic_##SUF(const fc_wn_geo *g, const T *xp, const T *U,            \
+                                      const T *bias, T *y, int64_t s0, T *V, T *M)             \
+{                                                                                              \
+    const int64_t C = g->C, K = g->K, Wq = g->Wq, TB = FC_WN_TB;                               \
+    int64_t off[FC_WN_TB];                                                                     \
+    unsigned char edge[FC_WN_TB];                                                              \
+    fc_wn_slots_##SUF(g, s0, off, edge);                                                       \
+    for (int64_t c = 0; c < C; ++c)                                                            \
+        for (int64_t t = 0; t < TB; ++t) {                                                     \
+            T d[4][4], b[4][4];                                                                \
+            for (int r = 0; r < 4; ++r)                                                        \
+                for (int q = 0; q < 4; ++q)                                                    \
+                    d[r][q] = xp[(4 * c + (r & 1) * 2 + (q & 1)) * g->ld + s0 + t              \
+                                 + (r >> 1) * Wq + (q >> 1)];                                  \
+            for (int q = 0; q < 4; ++q) {                                                      \
+                b[0][q] = d[0][q] - d[2][q];                                                   \
+                b[1][q] = d[1][q] + d[2][q];                                                   \
+                b[2][q] = d[2][q] - d[1][q];                                                   \
+                b[3][q] = d[1][q] - d[3][q];                                                   \
+            }                                                                                  \
+            for (int r = 0; r < 4; ++r) {                                                      \
+                V[((4 * r + 0) * C + c) * TB + t] = b[r][0] - b[r][2];                         \
+                V[((4 * r + 1) * C + c) * TB + t] = b[r][1] + b[r][2];                         \
+                V[((4 * r + 2) * C + c) * TB + t] = b[r][2] - b[r][1];                         \
+                V[((4 * r + 3) * C + c) * TB + t] = b[r][1] - b[r][3];                         \
+            }                                                                                  \
+        }                                                                                      \
+    for (int64_t k0 = 0; k0 < K; k0 += FC_WN_KC) {                                             \
+        int64_t nk = K - k0 < FC_WN_KC ? K - k0 : FC_WN_KC;                                    \
+        for (int xi = 0; xi < 16; ++xi)                                                        \
+            for (int64_t kk = 0; kk < nk; ++kk) {                                              \
+                T *m = M + (xi * FC_WN_KC + kk) * TB;                                          \
+                const T *u = U + (xi * K + k0 + kk) * C;                                       \
+                for (int64_t t = 0; t < TB; ++t)                                               \
+                    m[t] = 0;                                                                  \
+                for (int64_t c = 0; c < C; ++c) {                                              \
+                    const T *vv = V + (xi * C + c) * TB;                                       \
+                    for (int64_t t = 0; t < TB; ++t)                                           \
+                        m[t] += u[c] * vv[t];                                                  \
+                }                                                                              \
+            }                                                                                  \
+        for (int64_t kk = 0; kk < nk; ++kk)                                                    \
+            for (int v = 0; v < TB / 16; ++v) {                                                \
+                T o[4][16];                                                                    \
+                T bk = bias ? bias[k0 + kk] : 0;                                               \
+                for (int l = 0; l < 16; ++l) {                                                 \
+                    T mm[16], s[2][4];                                                         \
+                    for (int xi = 0; xi < 16; ++xi)                                            \
+                        mm[xi] = M[(xi * FC_WN_KC + kk) * TB + 16 * v + l];                    \
+                    for (int q = 0; q < 4; ++q) {                                              \
+                        s[0][q] = mm[q] + mm[4 + q] + mm[8 + q];                               \
+                        s[1][q] = mm[4 + q] - mm[8 + q] - mm[12 + q];                          \
+                    }                                                                          \
+                    for (int a = 0; a < 2; ++a) {                                              \
+                        o[2 * a][l] = s[a][0] + s[a][1] + s[a][2] + bk;                        \
+                        o[2 * a + 1][l] = s[a][1] - s[a][2] - s[a][3] + bk;                    \
+                    }                                                                          \
+                }                                                                              \
+                fc_wn_store_##SUF(g, off + 16 * v, edge + 16 * v, k0 + kk, (const T(*)[16])o, y);                    \
+            }                                                                                  \
+    }                                                                                          \
+}
+
+FC_WN_DEFINE(float, f32)
+FC_WN_DEFINE(double, f64)
+
+#if FC_CPU_X86
+/* 8 output channels x nv*16 slots of M[xi] = U[xi] @ V[xi]: up to 24 accumulators; rows
+ * past mr repeat the last one and are not stored. Each sum runs over c in order. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+fc_wn_gemm_tile(const float *u0, int64_t C, int mr, const float *vx, float *m, int nv)
+{
+    __m512 acc[8][3];
+    const float *u[8];
+    for (int r = 0; r < 8; ++r) {
+        u[r] = u0 + (r < mr ? r : mr - 1) * C;
+        for (int v = 0; v < 3; ++v)
+            acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int64_t c = 0; c < C; ++c) {
+        __m512 b[3];
+        for (int v = 0; v < nv; ++v)
+            b[v] = _mm512_loadu_ps(vx + c * FC_WN_TB + 16 * v);
+        for (int r = 0; r < 8; ++r) {
+            __m512 a = _mm512_set1_ps(u[r][c]);
+            for (int v = 0; v < nv; ++v)
+                acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < 8; ++r) {
+        if (r >= mr)
+            break;
+        for (int v = 0; v < nv; ++v)
+            _mm512_storeu_ps(m + r * FC_WN_TB + 16 * v, acc[r][v]);
+    }
+}
+
+/* A run of lanes of one 16-slot vector whose tiles share an output row pair: the
+ * interleaved row vectors (lane l at 2l, 2l + 1) store at y + base with these masks. */
+typedef struct { int64_t base; __mmask32 row0, row1; } fc_wn_run;
+
+/* The runs of vector v of the block at slot s0; returns how many. */
+static int fc_wn_runs(const fc_wn_geo *g, int64_t s0, fc_wn_run *run)
+{
+    const int64_t plane = g->Hq * g->Wq;
+    int nr = 0;
+    int64_t key = -1;
+    for (int l = 0; l < 16; ++l) {
+        int64_t s = s0 + l, n = s / plane, r = s - n * plane, ty = r / g->Wq;
+        int64_t tx = r - ty * g->Wq;
+        if (s >= g->nslots || ty >= g->th || tx >= g->tw)
+            continue;
+        if (n * g->Hq + ty != key) {
+            key = n * g->Hq + ty;
+            run[nr].base = n * g->K * g->OH * g->OW + 2 * ty * g->OW + 2 * tx - 2 * l;
+            run[nr].row0 = run[nr].row1 = 0;
+            ++nr;
+        }
+        __mmask32 bits = (__mmask32)1 << (2 * l);
+        if (2 * tx + 1 < g->OW)
+            bits |= (__mmask32)2 << (2 * l);
+        run[nr - 1].row0 |= bits;
+        if (2 * ty + 1 < g->OH)
+            run[nr - 1].row1 |= bits;
+    }
+    return nr;
+}
+
+/* Channels [0, C) of the chunk's images into their phase planes (fc_wn_pack_f32's layout),
+ * by masked loads that fall outside the source row as zeros and an even/odd split. */
+static __attribute__((target("avx512f"))) int
+fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp)
+{
+    const int64_t Hq = g->Hq, Wq = g->Wq, HW = g->H * g->W, plane = Hq * Wq, W = g->W;
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    __m512 bad = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
+    for (int64_t c = 0; c < g->C; ++c) {
+        for (int64_t n = 0; n < g->N; ++n) {
+            const float *src = x + (n * g->C + c) * HW;
+            for (int64_t pr = 0; pr < 2 * Hq; ++pr) {
+                float *e = xp + (4 * c + (pr & 1) * 2) * g->ld + n * plane + (pr >> 1) * Wq;
+                float *o = e + g->ld;
+                int64_t h = pr - g->ph;
+                if (h < 0 || h >= g->H) {
+                    memset(e, 0, Wq * sizeof(float));
+                    memset(o, 0, Wq * sizeof(float));
+                    continue;
+                }
+                const float *row = src + h * W;
+                for (int64_t q = 0; q < Wq; q += 16) {
+                    /* padded columns 2q .. 2q + 31 = source columns 2q - pw .. */
+                    int64_t j0 = 2 * q - g->pw;
+                    __mmask16 m[2];
+                    for (int half = 0; half < 2; ++half) {
+                        int64_t a = j0 + 16 * half, lo = a < 0 ? -a : 0, hi = W - a;
+                        hi = hi > 16 ? 16 : hi;
+                        m[half] = lo >= hi ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+                    }
+                    __m512 v0 = _mm512_maskz_loadu_ps(m[0], row + j0);
+                    __m512 v1 = _mm512_maskz_loadu_ps(m[1], row + j0 + 16);
+                    bad = _mm512_add_ps(bad, _mm512_mul_ps(zero, _mm512_add_ps(v0, v1)));
+                    __mmask16 st = Wq - q >= 16 ? 0xFFFF : (__mmask16)((1u << (Wq - q)) - 1);
+                    _mm512_mask_storeu_ps(e + q, st, _mm512_permutex2var_ps(v0, ev, v1));
+                    _mm512_mask_storeu_ps(o + q, st, _mm512_permutex2var_ps(v0, od, v1));
+                }
+            }
+        }
+        for (int ph = 0; ph < 4; ++ph)
+            memset(xp + (4 * c + ph) * g->ld + g->nslots, 0, (g->ld - g->nslots) * sizeof(float));
+    }
+    return _mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q) != 0;
+}
+
+/* The float32 block of nv*16 slots from s0 with AVX-512: fc_wn_block_generic_f32's formulas
+ * (its sums also run over c in order, but without fused multiply-adds). */
+static __attribute__((target("avx512f"))) void
+fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U, const float *bias,
+                float *y, int64_t s0, int nv, float *V, float *M)
+{
+    const int64_t C = g->C, K = g->K, Wq = g->Wq, TB = FC_WN_TB, ld = g->ld;
+    const int64_t P = g->OH * g->OW, OW = g->OW;
+    fc_wn_run runs[3][16];
+    int nruns[3];
+    for (int v = 0; v < nv; ++v)
+        nruns[v] = fc_wn_runs(g, s0 + 16 * v, runs[v]);
+    for (int64_t c = 0; c < C; ++c) {
+        const float *p = xp + 4 * c * ld + s0;
+        for (int v = 0; v < nv; ++v) {
+            __m512 b[4][4];
+            for (int q = 0; q < 4; ++q) {     /* B^T d, one column of the patch at a time */
+                const float *pq = p + (q & 1) * ld + 16 * v + (q >> 1);
+                __m512 d0 = _mm512_loadu_ps(pq), d1 = _mm512_loadu_ps(pq + 2 * ld);
+                __m512 d2 = _mm512_loadu_ps(pq + Wq), d3 = _mm512_loadu_ps(pq + 2 * ld + Wq);
+                b[0][q] = _mm512_sub_ps(d0, d2);
+                b[1][q] = _mm512_add_ps(d1, d2);
+                b[2][q] = _mm512_sub_ps(d2, d1);
+                b[3][q] = _mm512_sub_ps(d1, d3);
+            }
+            float *o = V + c * TB + 16 * v;
+            for (int r = 0; r < 4; ++r) {
+                _mm512_storeu_ps(o + (4 * r + 0) * C * TB, _mm512_sub_ps(b[r][0], b[r][2]));
+                _mm512_storeu_ps(o + (4 * r + 1) * C * TB, _mm512_add_ps(b[r][1], b[r][2]));
+                _mm512_storeu_ps(o + (4 * r + 2) * C * TB, _mm512_sub_ps(b[r][2], b[r][1]));
+                _mm512_storeu_ps(o + (4 * r + 3) * C * TB, _mm512_sub_ps(b[r][1], b[r][3]));
+            }
+        }
+    }
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    for (int64_t k0 = 0; k0 < K; k0 += FC_WN_KC) {
+        int64_t nk = K - k0 < FC_WN_KC ? K - k0 : FC_WN_KC;
+        for (int xi = 0; xi < 16; ++xi)
+            for (int64_t m0 = 0; m0 < nk; m0 += 8) {
+                const float *u0 = U + (xi * K + k0 + m0) * C;
+                float *m = M + (xi * FC_WN_KC + m0) * TB;
+                int mr = nk - m0 < 8 ? (int)(nk - m0) : 8;
+                if (nv == 3)
+                    fc_wn_gemm_tile(u0, C, mr, V + xi * C * TB, m, 3);
+                else if (nv == 2)
+                    fc_wn_gemm_tile(u0, C, mr, V + xi * C * TB, m, 2);
+                else
+                    fc_wn_gemm_tile(u0, C, mr, V + xi * C * TB, m, 1);
+            }
+        for (int64_t kk = 0; kk < nk; ++kk) {
+            __m512 bk = _mm512_set1_ps(bias ? bias[k0 + kk] : 0.0f);
+            float *yk = y + (k0 + kk) * P;
+            for (int v = 0; v < nv; ++v) {
+                __m512 mm[16], s[2][4], out[2][2];
+                for (int xi = 0; xi < 16; ++xi)
+                    mm[xi] = _mm512_loadu_ps(M + (xi * FC_WN_KC + kk) * TB + 16 * v);
+                for (int q = 0; q < 4; ++q) {
+                    s[0][q] = _mm512_add_ps(_mm512_add_ps(mm[q], mm[4 + q]), mm[8 + q]);
+                    s[1][q] = _mm512_sub_ps(_mm512_sub_ps(mm[4 + q], mm[8 + q]), mm[12 + q]);
+                }
+                for (int a = 0; a < 2; ++a) {
+                    __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]),
+                                                           s[a][2]), bk);
+                    __m512 f = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]),
+                                                           s[a][3]), bk);
+                    out[a][0] = _mm512_permutex2var_ps(e, lo, f);   /* lanes 0..7 as pairs */
+                    out[a][1] = _mm512_permutex2var_ps(e, hi, f);   /* lanes 8..15 */
+                }
+                for (int r = 0; r < nruns[v]; ++r) {
+                    const fc_wn_run *ru = &runs[v][r];
+                    float *d = yk + ru->base;
+                    _mm512_mask_storeu_ps(d, (__mmask16)ru->row0, out[0][0]);
+                    _mm512_mask_storeu_ps(d + 16, (__mmask16)(ru->row0 >> 16), out[0][1]);
+                    _mm512_mask_storeu_ps(d + OW, (__mmask16)ru->row1, out[1][0]);
+                    _mm512_mask_storeu_ps(d + OW + 16, (__mmask16)(ru->row1 >> 16), out[1][1]);
+                }
+            }
+        }
+    }
+}
+#else
+static void fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U,
+                            const float *bias, float *y, int64_t s0, int nv, float *V, float *M)
+{
+    fc_wn_block_generic_f32(g, xp, U, bias, y, s0, V, M);
+}
+static int fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp) { return 0; }
+#endif
+
+#endif

@@ -1,0 +1,169 @@
+"""fastconv._ext.conv2d_winograd: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions.
+
+Each pass is checked against the NumPy reference and against conv2d_im2col on the same
+inputs, over the geometries on both sides of every switch in the kernel: the batch-parallel
+path (N >= threads, chunks of images packed per thread) and the shared one (N < threads);
+blocks of 48 tile slots whose vectors cross tile rows and images; more than FC_WN_KC = 64
+output channels; odd output sizes (tiles cut at the edge); rows wider than one vector of
+tiles; padding 0 to 3, asymmetric. Also: the portable path (FASTCONV_SIMD_TARGET=generic)
+against the same oracles, results bit for bit the same for any thread count, and NaN or
+infinity in the input, grad_out or weights giving exactly conv2d_im2col's results.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import fastconv as fc
+import fastconv.functional as F
+from fastconv._ext import conv2d_im2col as K
+from fastconv._ext import conv2d_winograd as W
+from fastconv.reference import conv as R
+from fctest import assert_close, run_python
+
+# (N, C_in, H, W, C_out, (pad_h, pad_w))
+CASES = [
+    (2, 3, 9, 8, 4, (1, 1)),        # odd height: the last tile row is cut
+    (1, 5, 7, 7, 6, (0, 0)),        # N = 1 < threads: the shared path
+    (3, 16, 8, 8, 8, (1, 1)),       # 8x8: 16-slot vectors span 4 tile rows and 2 images
+    (2, 8, 5, 6, 9, (2, 2)),
+    (1, 4, 3, 3, 5, (0, 0)),        # a 1x1 output
+    (2, 17, 13, 11, 70, (1, 1)),    # > 64 output channels (two slices), not a multiple of 8
+    (9, 24, 8, 8, 24, (1, 1)),      # several images per chunk, chunks over the threads
+    (3, 8, 40, 37, 8, (1, 0)),      # 20 tiles a row: more than one vector; asymmetric padding
+    (2, 4, 4, 4, 3, (3, 3)),        # padding larger than the kernel
+    (4, 1, 6, 6, 1, (1, 1)),        # one channel in and out
+    (2, 64, 16, 16, 32, (1, 1)),    # a ResNet-like layer
+]
+
+
+def _arrays(case, dtype, rng):
+    n, c_in, h, w, c_out, p = case
+    oh, ow = h + 2 * p[0] - 2, w + 2 * p[1] - 2
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    wt = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    gy = rng.standard_normal((n, c_out, oh, ow)).astype(dtype)
+    return x, wt, b, gy, (1, 1, *p, 1, 1, 1)
+
+
+def _passes(mod, x, w, b, gy, geo, threads):
+    y = np.full(gy.shape, np.nan, x.dtype)
+    mod.forward(x, w, b, y, *geo, threads)
+    gx = np.full_like(x, np.nan)
+    mod.backward_input(gy, w, gx, *geo, threads)
+    gw = np.full_like(w, np.nan)
+    mod.backward_weight(x, gy, gw, *geo, threads)
+    return y, gx, gw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_matches_reference_and_im2col(case, dtype, rng):
+    x, w, b, gy, geo = _arrays(case, dtype, rng)
+    p = geo[2:4]
+    want = (R.conv2d(x, w, b, 1, p, 1, 1), R.conv2d_backward_input(gy, w, x.shape, 1, p, 1, 1),
+            R.conv2d_backward_weight(x, gy, w.shape, 1, p, 1, 1))
+    got = _passes(W, x, w, b, gy, geo, 2)
+    other = _passes(K, x, w, b, gy, geo, 2)
+    for name, a, r, o in zip(("forward", "backward_input", "backward_weight"), got, want,
+                             other):
+        assert_close(a, r, what=name)
+        assert_close(a, o, what=name + " vs conv2d_im2col")
+    np.testing.assert_array_equal(got[2], other[2])    # the weight gradient is im2col's
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bit_identical_for_any_thread_count(case, rng):
+    x, w, b, gy, geo = _arrays(case, np.float32, rng)
+    first = _passes(W, x, w, b, gy, geo, 1)
+    for threads in (2, 3):
+        for a, o in zip(first, _passes(W, x, w, b, gy, geo, threads)):
+            np.testing.assert_array_equal(a, o)
+
+
+def test_float32_error_stays_near_the_direct_sum(rng):
+    """256 input channels of unit normals: the transforms add up to 9 terms, so the error
+    grows a little over the direct sum's, and stays far inside the float32 tolerance."""
+    x, w, b, gy, geo = _arrays((2, 256, 8, 8, 16, (1, 1)), np.float32, rng)
+    y = np.empty(gy.shape, np.float32)
+    W.forward(x, w, b, y, *geo, 2)
+    want = R.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1, 1)
+    assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_portable_path_matches():
+    """The portable C blocks (forced here; the only ones without AVX-512)."""
+    script = (
+        "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
+        "import numpy as np, test_conv2d_winograd as t\n"
+        "from fastconv._ext import conv2d_winograd as W\n"
+        "assert not W.simd_available()\n"
+        "for case in t.CASES:\n"
+        "    t.test_matches_reference_and_im2col(case, np.float32, np.random.default_rng(0))\n"
+        "    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))\n"
+        "print('OK')\n")
+    env = dict(os.environ, FASTCONV_SIMD_TARGET="generic")
+    out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "OK"
+
+
+@pytest.mark.parametrize("where", ["x", "gy", "w"])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("n", [1, 4])     # the shared and the batch-parallel paths
+def test_non_finite_values_give_im2col_results(where, bad, n, rng):
+    """inf - inf inside a transform would turn a whole tile NaN where the direct sum gives
+    inf: the passes that see such a value run conv2d_im2col, bit for bit."""
+    x, w, b, gy, geo = _arrays((n, 8, 6, 7, 8, (1, 1)), np.float32, rng)
+    {"x": x, "gy": gy, "w": w}[where][0, 3, 2, 1] = bad
+    got, want = _passes(W, x, w, b, gy, geo, 2), _passes(K, x, w, b, gy, geo, 2)
+    sees = {"x": ("forward", "backward_weight"), "gy": ("backward_input", "backward_weight"),
+            "w": ("forward", "backward_input", "backward_weight")}[where]
+    for name, a, o in zip(("forward", "backward_input", "backward_weight"), got, want):
+        if name in sees:
+            np.testing.assert_array_equal(a, o, err_msg=name)
+        else:
+            assert_close(a, o, what=name)
+
+
+def test_empty_and_degenerate_shapes():
+    f = np.float32
+    geo = (1, 1, 1, 1, 1, 1, 1)
+    y = np.empty((0, 4, 5, 5), f)
+    W.forward(np.ones((0, 3, 5, 5), f), np.ones((4, 3, 3, 3), f), np.empty(0, f), y, *geo, 2)
+    y = np.full((2, 4, 5, 5), np.nan, f)                   # no input channels: y = bias
+    W.forward(np.ones((2, 0, 5, 5), f), np.ones((4, 0, 3, 3), f), np.arange(4, dtype=f), y,
+              *geo, 2)
+    np.testing.assert_array_equal(y, np.broadcast_to(np.arange(4, dtype=f)[:, None, None],
+                                                     y.shape))
+    gx = np.full((2, 3, 5, 5), np.nan, f)                  # no output channels: gx = 0
+    W.backward_input(np.ones((2, 0, 5, 5), f), np.ones((0, 3, 3, 3), f), gx, *geo, 2)
+    np.testing.assert_array_equal(gx, 0)
+
+
+def test_rejects_what_it_does_not_compute():
+    f = np.float32
+    x, y = np.ones((1, 2, 6, 6), f), np.empty((1, 2, 3, 3), f)
+    with pytest.raises(ValueError, match="expected a 3x3 kernel, stride 1"):
+        W.forward(x, np.ones((2, 2, 3, 3), f), np.empty(0, f), y, 2, 2, 1, 1, 1, 1, 1, 2)
+    with pytest.raises(ValueError, match="got kernel 5x5"):
+        W.backward_weight(x, np.ones((1, 2, 2, 2), f), np.empty((2, 2, 5, 5), f), 1, 1, 0, 0,
+                          1, 1, 1, 2)
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_public_ops_and_float64_gradients(padding, rng):
+    x = rng.standard_normal((2, 3, 6, 5))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    inputs = [fc.Tensor(a, requires_grad=True) for a in (x, w, b)]
+    assert fc.gradcheck(lambda x_, w_, b_: F.conv2d(x_, w_, b_, 1, padding,
+                                                    algorithm="winograd"), inputs)
+    wt = rng.standard_normal((3, 4, 3, 3))                 # conv_transpose2d: (C_in, C_out)
+    got = F.conv_transpose2d(x.astype(np.float32), wt.astype(np.float32), None, 1, padding,
+                             algorithm="winograd").data
+    assert_close(got, R.conv_transpose2d(x, wt, None, 1, padding), np.float32)
+    inputs = [fc.Tensor(a, requires_grad=True) for a in (x, wt)]
+    assert fc.gradcheck(lambda x_, w_: F.conv_transpose2d(x_, w_, None, 1, padding,
+                                                          algorithm="winograd"), inputs)

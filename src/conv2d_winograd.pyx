@@ -18,7 +18,7 @@ the transforms (inf - inf), unlike the direct sum: the weight transform and the 
 detect it, and such calls run conv2d_im2col's instead.
 
 Level of parallelism: one per pass. The weight transform runs over output channels and the
-packing over input channels (one parallel region, disjoint writes), then blocks of tile slots
+packing over input channels (one parallel region, disjoint writes), then blocks of tiles
 over the threads: each block writes only its own tiles' outputs. Block boundaries depend on
 the shape only, so results do not depend on the thread count.
 
@@ -36,7 +36,7 @@ from fastconv._ext import conv2d_im2col as _im2col
 
 cdef extern from "winograd.h" nogil:
     ctypedef struct fc_wn_geo:
-        int64_t N, C, K, H, W, OH, OW, ph, pw, th, tw, Hq, Wq, nslots, ld
+        int64_t N, C, K, H, W, OH, OW, ph, pw, th, tw, Hq, Wq, nslots, ntiles, ld
     enum:
         FC_WN_TB, FC_WN_KC
     void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K, int64_t H, int64_t W,
@@ -52,13 +52,13 @@ cdef extern from "winograd.h" nogil:
                           double *U) noexcept
     int fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp) noexcept
     void fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U,
-                         const float *bias, float *y, int64_t s0, int nv, float *V,
+                         const float *bias, float *y, int64_t t0, int nv, float *V,
                          float *M) noexcept
     void fc_wn_block_generic_f32(const fc_wn_geo *g, const float *xp, const float *U,
-                                 const float *bias, float *y, int64_t s0, float *V,
+                                 const float *bias, float *y, int64_t t0, float *V,
                                  float *M) noexcept
     void fc_wn_block_generic_f64(const fc_wn_geo *g, const double *xp, const double *U,
-                                 const double *bias, double *y, int64_t s0, double *V,
+                                 const double *bias, double *y, int64_t t0, double *V,
                                  double *M) noexcept
 
 
@@ -96,19 +96,19 @@ cdef int pack(const floating *x, fc_wn_geo *g, floating *xp, floating *row) noex
 cdef void blocks(fc_wn_geo *g, const floating *xp, const floating *U, const floating *bias,
                  floating *y, Py_ssize_t b0, Py_ssize_t b1, floating *V,
                  floating *M) noexcept nogil:
-    """Blocks [b0, b1) of g's tile slots (the last one may be short)."""
-    cdef Py_ssize_t b, s0
+    """Blocks [b0, b1) of g's tiles (the last one may be short)."""
+    cdef Py_ssize_t b, t0
     cdef int nv
     for b in range(b0, b1):
-        s0 = b * FC_WN_TB
-        nv = <int>min(<Py_ssize_t>(FC_WN_TB // 16), (g.nslots - s0 + 15) // 16)
+        t0 = b * FC_WN_TB
+        nv = <int>min(<Py_ssize_t>(FC_WN_TB // 16), (g.ntiles - t0 + 15) // 16)
         if floating is float:
             if fc_wn_simd():
-                fc_wn_block_f32(g, xp, U, bias, y, s0, nv, V, M)
+                fc_wn_block_f32(g, xp, U, bias, y, t0, nv, V, M)
             else:
-                fc_wn_block_generic_f32(g, xp, U, bias, y, s0, V, M)
+                fc_wn_block_generic_f32(g, xp, U, bias, y, t0, V, M)
         else:
-            fc_wn_block_generic_f64(g, xp, U, bias, y, s0, V, M)
+            fc_wn_block_generic_f64(g, xp, U, bias, y, t0, V, M)
 
 
 cdef inline size_t m_size(fc_wn_geo *g) noexcept nogil:
@@ -130,7 +130,7 @@ cdef int chunk(const floating *x, const floating *U, const floating *bias, float
     if pack(x + n0 * g.C * g.H * g.W, &gc, xp, M):
         return 1
     blocks(&gc, xp, U, bias, y + n0 * g.K * g.OH * g.OW, 0,
-           (gc.nslots + FC_WN_TB - 1) // FC_WN_TB, V, M)
+           (gc.ntiles + FC_WN_TB - 1) // FC_WN_TB, V, M)
     return 0
 
 
@@ -183,7 +183,7 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
             bad += fc_wn_pack_f64(x, i, g, xp, row)
     if nomem or bad:
         return -1 if nomem else 1
-    nblocks = (g.nslots + FC_WN_TB - 1) // FC_WN_TB
+    nblocks = (g.ntiles + FC_WN_TB - 1) // FC_WN_TB
     for i in prange(nblocks, num_threads=n_threads, schedule="static"):
         V = <floating *>fc_scratch(0, 16 * g.C * FC_WN_TB * sizeof(floating))
         M = <floating *>fc_scratch(3, m_size(g) * sizeof(floating))

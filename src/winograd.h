@@ -9,13 +9,16 @@
  *     M[xi] (K x tiles) = U[xi] (K x C) @ V[xi] (C x tiles).
  *
  * Layout. The input is zero-padded and split into its 4 phase planes (even/odd rows x
- * columns), one (Hq x Wq) plane per image, the images of a channel back to back, so that
- * tile slot s = (n*Hq + ty)*Wq + tx reads patch element (r, q) at
+ * columns), one (Hq x Wq) plane per image (Hq = th + 1, Wq = tw + 1 for th x tw tiles), the
+ * images of a channel back to back, so that the tile at slot s = (n*Hq + ty)*Wq + tx reads
+ * patch element (r, q) at
  *     phase (r % 2, q % 2), slot s + (r / 2)*Wq + q / 2:
- * consecutive slots read consecutive floats, and 16 tiles transform in one vector. Slots
- * with ty >= th or tx >= tw (one row and one column of each image's grid) are junk: computed
- * and not stored. A block of FC_WN_TB slots is the unit of work: transform its inputs (V, in
- * L2), run the 16 GEMMs a slice of output channels at a time (M), transform back and store.
+ * the tiles of one tile row read consecutive floats, and 16 tiles transform in one vector.
+ * Tiles are numbered t = (n*th + ty)*tw + tx; a vector of 16 is loaded as one masked load
+ * per run of tiles in the same tile row (one run when tw is a multiple of 16, four for 8x8
+ * images), so no work is spent on the planes' extra row and column. A block of FC_WN_TB
+ * tiles is the unit of work: transform its inputs (V, in L2), run the 16 GEMMs a slice of
+ * output channels at a time (M), transform back and store.
  *
  * Every output is the same sequence of operations whatever the block's neighbours, so results
  * do not depend on the thread count. The float32 AVX-512 path and the portable path (float64,
@@ -36,7 +39,8 @@ typedef struct {
     int64_t ph, pw;                /* y[oh, ow] = sum x[oh + i - ph, ow + j - pw] g[i, j] */
     int64_t th, tw;                /* output tiles per image */
     int64_t Hq, Wq;                /* phase planes: th + 1 rows, tw + 1 columns */
-    int64_t nslots;                /* N * Hq * Wq */
+    int64_t nslots;                /* N * Hq * Wq: the packed planes' length */
+    int64_t ntiles;                /* N * th * tw */
     int64_t ld;                    /* floats from one phase plane set to the next */
 } fc_wn_geo;
 
@@ -48,8 +52,8 @@ static inline void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K,
     g->th = (OH + 1) / 2; g->tw = (OW + 1) / 2;
     g->Hq = g->th + 1; g->Wq = g->tw + 1;
     g->nslots = N * g->Hq * g->Wq;
-    /* the last block reads up to TB - 1 slots past nslots, each up to Wq + 1 further on */
-    g->ld = (g->nslots + FC_WN_TB + g->Wq + 1 + 15) / 16 * 16;
+    g->ntiles = N * g->th * g->tw;
+    g->ld = (g->nslots + 15) / 16 * 16;   /* the last tile reads slot nslots - 1 at most */
 }
 
 static inline int fc_wn_simd(void) { return fc_cpu_target() == FC_CPU_AVX512; }
@@ -122,26 +126,28 @@ static int fc_wn_weights_##SUF(const T *w, int64_t k, int flip, const fc_wn_geo 
     return bad != bad;                                                                         \
 }                                                                                              \
                                                                                                \
-/* Where the block's slots store: off[t] = the offset of the tile's top-left output in channel \
- * 0 of y, or -1 for a junk slot; edge[t] bit 0: the tile has a second column, bit 1: a      \
- * second row. Computed once per block, not per output channel. */                           \
-static inline void fc_wn_slots_##SUF(const fc_wn_geo *g, int64_t s0, int64_t *off,            \
-                                     unsigned char *edge)                                      \
+/* Where the block's tiles t0 .. t0 + TB - 1 read and store: xoff[t] = the tile's slot in  \
+ * the packed planes, or -1 past the last tile; yoff[t] = the offset of its top-left output  \
+ * in channel 0 of y; edge[t] bit 0: the tile has a second column, bit 1: a second row.      \
+ * Computed once per block, not per channel. */                                              \
+static inline void fc_wn_tiles_##SUF(const fc_wn_geo *g, int64_t t0, int64_t *xoff,           \
+                                     int64_t *yoff, unsigned char *edge)                       \
 {                                                                                              \
-    const int64_t plane = g->Hq * g->Wq;                                                       \
+    const int64_t per = g->th * g->tw;                                                         \
     for (int64_t t = 0; t < FC_WN_TB; ++t) {                                                   \
-        int64_t s = s0 + t, n = s / plane, r = s - n * plane, ty = r / g->Wq;                  \
-        int64_t tx = r - ty * g->Wq;                                                           \
-        off[t] = -1;                                                                           \
-        if (s >= g->nslots || ty >= g->th || tx >= g->tw)                                      \
+        int64_t i = t0 + t, n = i / per, r = i - n * per, ty = r / g->tw, tx = r - ty * g->tw; \
+        xoff[t] = yoff[t] = -1;                                                                \
+        if (i >= g->ntiles)                                                                    \
             continue;                                                                          \
-        off[t] = n * g->K * g->OH * g->OW + 2 * ty * g->OW + 2 * tx;                           \
+        xoff[t] = (n * g->Hq + ty) * g->Wq + tx;                                               \
+        yoff[t] = n * g->K * g->OH * g->OW + 2 * ty * g->OW + 2 * tx;                          \
         edge[t] = (2 * tx + 1 < g->OW) | (2 * ty + 1 < g->OH) << 1;                            \
     }                                                                                          \
 }                                                                                              \
                                                                                                \
-/* Store output channel k of 16 slots from the 4 transformed-back values o[0..3][lane]        \
- * (y[2ty + a, 2tx + b] = o[2a + b]), skipping junk slots and what lies past the edge. */    \
+/* Store output channel k of 16 tiles from the 4 transformed-back values o[0..3][lane]        \
+ * (y[2ty + a, 2tx + b] = o[2a + b]), skipping lanes past the last tile and what lies past    \
+ * the output's edge. */                                                                      \
 static inline void fc_wn_store_##SUF(const fc_wn_geo *g, const int64_t *off,                  \
                                      const unsigned char *edge, int64_t k, const T o[4][16],   \
                                      T *y)                                                     \
@@ -164,21 +170,21 @@ static inline void fc_wn_store_##SUF(const fc_wn_geo *g, const int64_t *off,    
     }                                                                                          \
 }                                                                                              \
                                                                                                \
-/* The block of slots [s0, s0 + TB), portable code. V: 16*C*TB values, M: 16*KC*TB. */        \
+/* The block of tiles [t0, t0 + TB), portable code. V: 16*C*TB values, M: 16*KC*TB. */        \
 static void fc_wn_block_generic_##SUF(const fc_wn_geo *g, const T *xp, const T *U,            \
-                                      const T *bias, T *y, int64_t s0, T *V, T *M)             \
+                                      const T *bias, T *y, int64_t t0, T *V, T *M)             \
 {                                                                                              \
     const int64_t C = g->C, K = g->K, Wq = g->Wq, TB = FC_WN_TB;                               \
-    int64_t off[FC_WN_TB];                                                                     \
+    int64_t xoff[FC_WN_TB], off[FC_WN_TB];                                                     \
     unsigned char edge[FC_WN_TB];                                                              \
-    fc_wn_slots_##SUF(g, s0, off, edge);                                                       \
+    fc_wn_tiles_##SUF(g, t0, xoff, off, edge);                                                 \
     for (int64_t c = 0; c < C; ++c)                                                            \
         for (int64_t t = 0; t < TB; ++t) {                                                     \
             T d[4][4], b[4][4];                                                                \
             for (int r = 0; r < 4; ++r)                                                        \
                 for (int q = 0; q < 4; ++q)                                                    \
-                    d[r][q] = xp[(4 * c + (r & 1) * 2 + (q & 1)) * g->ld + s0 + t              \
-                                 + (r >> 1) * Wq + (q >> 1)];                                  \
+                    d[r][q] = xoff[t] < 0 ? 0 : xp[(4 * c + (r & 1) * 2 + (q & 1)) * g->ld     \
+                                                   + xoff[t] + (r >> 1) * Wq + (q >> 1)];      \
             for (int q = 0; q < 4; ++q) {                                                      \
                 b[0][q] = d[0][q] - d[2][q];                                                   \
                 b[1][q] = d[1][q] + d[2][q];                                                   \
@@ -223,7 +229,8 @@ static void fc_wn_block_generic_##SUF(const fc_wn_geo *g, const T *xp, const T *
                         o[2 * a + 1][l] = s[a][1] - s[a][2] - s[a][3] + bk;                    \
                     }                                                                          \
                 }                                                                              \
-                fc_wn_store_##SUF(g, off + 16 * v, edge + 16 * v, k0 + kk, (const T(*)[16])o, y);                    \
+                fc_wn_store_##SUF(g, off + 16 * v, edge + 16 * v, k0 + kk,                     \
+                                  (const T(*)[16])o, y);                                       \
             }                                                                                  \
     }                                                                                          \
 }
@@ -262,35 +269,46 @@ fc_wn_gemm_tile(const float *u0, int64_t C, int mr, const float *vx, float *m, i
     }
 }
 
-/* A run of lanes of one 16-slot vector whose tiles share an output row pair: the
- * interleaved row vectors (lane l at 2l, 2l + 1) store at y + base with these masks. */
-typedef struct { int64_t base; __mmask32 row0, row1; } fc_wn_run;
+/* A run of lanes of one vector of 16 tiles whose tiles share a tile row: they load at
+ * p + x + lane (p: a patch element's plane) and store their interleaved output rows (lane l
+ * at 2l, 2l + 1) at y + base with these masks. */
+typedef struct { int64_t x, base; __mmask16 lanes; __mmask32 row0, row1; } fc_wn_run;
 
-/* The runs of vector v of the block at slot s0; returns how many. */
-static int fc_wn_runs(const fc_wn_geo *g, int64_t s0, fc_wn_run *run)
+/* The runs of the vector of tiles t0 .. t0 + 15; returns how many. */
+static int fc_wn_runs(const fc_wn_geo *g, int64_t t0, fc_wn_run *run)
 {
-    const int64_t plane = g->Hq * g->Wq;
+    const int64_t per = g->th * g->tw;
     int nr = 0;
     int64_t key = -1;
-    for (int l = 0; l < 16; ++l) {
-        int64_t s = s0 + l, n = s / plane, r = s - n * plane, ty = r / g->Wq;
-        int64_t tx = r - ty * g->Wq;
-        if (s >= g->nslots || ty >= g->th || tx >= g->tw)
-            continue;
-        if (n * g->Hq + ty != key) {
-            key = n * g->Hq + ty;
+    for (int l = 0; l < 16 && t0 + l < g->ntiles; ++l) {
+        int64_t i = t0 + l, n = i / per, r = i - n * per, ty = r / g->tw, tx = r - ty * g->tw;
+        if (n * g->th + ty != key) {
+            key = n * g->th + ty;
+            run[nr].x = (n * g->Hq + ty) * g->Wq + tx - l;
             run[nr].base = n * g->K * g->OH * g->OW + 2 * ty * g->OW + 2 * tx - 2 * l;
+            run[nr].lanes = 0;
             run[nr].row0 = run[nr].row1 = 0;
             ++nr;
         }
         __mmask32 bits = (__mmask32)1 << (2 * l);
         if (2 * tx + 1 < g->OW)
             bits |= (__mmask32)2 << (2 * l);
+        run[nr - 1].lanes |= (__mmask16)(1u << l);
         run[nr - 1].row0 |= bits;
         if (2 * ty + 1 < g->OH)
             run[nr - 1].row1 |= bits;
     }
     return nr;
+}
+
+/* 16 tiles' values of one patch element: a masked load per run (lanes of no run are 0). */
+static inline __attribute__((always_inline, target("avx512f"))) __m512
+fc_wn_load(const float *p, const fc_wn_run *run, int nr)
+{
+    __m512 v = _mm512_maskz_loadu_ps(run[0].lanes, p + run[0].x);
+    for (int i = 1; i < nr; ++i)
+        v = _mm512_mask_loadu_ps(v, run[i].lanes, p + run[i].x);
+    return v;
 }
 
 /* Channels [0, C) of the chunk's images into their phase planes (fc_wn_pack_f32's layout),
@@ -339,26 +357,29 @@ fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp)
     return _mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q) != 0;
 }
 
-/* The float32 block of nv*16 slots from s0 with AVX-512: fc_wn_block_generic_f32's formulas
+/* The float32 block of nv*16 tiles from t0 with AVX-512: fc_wn_block_generic_f32's formulas
  * (its sums also run over c in order, but without fused multiply-adds). */
 static __attribute__((target("avx512f"))) void
 fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U, const float *bias,
-                float *y, int64_t s0, int nv, float *V, float *M)
+                float *y, int64_t t0, int nv, float *V, float *M)
 {
     const int64_t C = g->C, K = g->K, Wq = g->Wq, TB = FC_WN_TB, ld = g->ld;
     const int64_t P = g->OH * g->OW, OW = g->OW;
     fc_wn_run runs[3][16];
     int nruns[3];
     for (int v = 0; v < nv; ++v)
-        nruns[v] = fc_wn_runs(g, s0 + 16 * v, runs[v]);
+        nruns[v] = fc_wn_runs(g, t0 + 16 * v, runs[v]);
     for (int64_t c = 0; c < C; ++c) {
-        const float *p = xp + 4 * c * ld + s0;
+        const float *p = xp + 4 * c * ld;
         for (int v = 0; v < nv; ++v) {
             __m512 b[4][4];
+            const fc_wn_run *ru = runs[v];
+            int nr = nruns[v];
             for (int q = 0; q < 4; ++q) {     /* B^T d, one column of the patch at a time */
-                const float *pq = p + (q & 1) * ld + 16 * v + (q >> 1);
-                __m512 d0 = _mm512_loadu_ps(pq), d1 = _mm512_loadu_ps(pq + 2 * ld);
-                __m512 d2 = _mm512_loadu_ps(pq + Wq), d3 = _mm512_loadu_ps(pq + 2 * ld + Wq);
+                const float *pq = p + (q & 1) * ld + (q >> 1);
+                __m512 d0 = fc_wn_load(pq, ru, nr), d1 = fc_wn_load(pq + 2 * ld, ru, nr);
+                __m512 d2 = fc_wn_load(pq + Wq, ru, nr);
+                __m512 d3 = fc_wn_load(pq + 2 * ld + Wq, ru, nr);
                 b[0][q] = _mm512_sub_ps(d0, d2);
                 b[1][q] = _mm512_add_ps(d1, d2);
                 b[2][q] = _mm512_sub_ps(d2, d1);
@@ -422,9 +443,9 @@ fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U, const float
 }
 #else
 static void fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U,
-                            const float *bias, float *y, int64_t s0, int nv, float *V, float *M)
+                            const float *bias, float *y, int64_t t0, int nv, float *V, float *M)
 {
-    fc_wn_block_generic_f32(g, xp, U, bias, y, s0, V, M);
+    fc_wn_block_generic_f32(g, xp, U, bias, y, t0, V, M);
 }
 static int fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp) { return 0; }
 #endif

@@ -84,10 +84,12 @@ def build_info():
         date or None), ``simd`` (code paths compiled into the GEMM), ``simd_active`` (the one
         this CPU runs), ``gemm`` (the GEMM provider), ``threads`` (current setting),
         ``cores`` (available to this process), ``cython_debug``, ``python``, ``numpy``,
-        ``machine``.
+        ``machine``, ``malloc_tuned`` (glibc keeps freed memory for reuse: see
+        ``fastconv._malloc``).
     """
     from . import _build_config as bc
     from ._ext import _runtime, gemm
+    from ._malloc import malloc_tuned
 
     compiled, active = gemm.simd_targets()
     return {
@@ -105,4 +107,5 @@ def build_info():
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "machine": platform.machine(),
+        "malloc_tuned": malloc_tuned(),
     }

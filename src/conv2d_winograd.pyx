@@ -8,22 +8,25 @@ input's 4x4 patches and the kernels are transformed (B^T d B, G g G^T), the chan
 
 - forward: the above, bias added in the output transform.
 - backward_input: the forward convolution of grad_out with the 180-degree-rotated,
-  in/out-swapped kernel, its top-left padding 2 - pad (so conv_transpose2d's forward, with
-  any output_padding, runs here too).
-- backward_weight: conv2d_im2col's (the weight gradient is a long reduction over pixels,
-  which the GEMM and dot-product forms there already run at the GEMM's speed).
+  in/out-swapped kernel, its top-left padding 2 - pad (grad_in may be larger than the
+  convolution's input: its extra rows and columns see zeros).
+- backward_weight: dU = sum over tiles of (A dY A^T) * V, then G^T dU G (winograd_wgrad.h),
+  float32 on AVX-512; float64 and other CPUs run conv2d_im2col's.
 
-A NaN or infinity in the input or the weights would leak into the whole 2x2 tile through
-the transforms (inf - inf), unlike the direct sum: the weight transform and the packing pass
-detect it, and such calls run conv2d_im2col's instead.
+A NaN or infinity in the input, grad_out or the weights would leak into the whole 2x2 tile
+through the transforms (inf - inf), unlike the direct sum: the weight transform, the packing
+and the grad_out transform detect it, and such calls run conv2d_im2col's instead.
 
-Level of parallelism: one per pass. The weight transform runs over output channels and the
-packing over input channels (one parallel region, disjoint writes), then blocks of tiles
-over the threads: each block writes only its own tiles' outputs. Block boundaries depend on
-the shape only, so results do not depend on the thread count.
+Level of parallelism: one per pass. forward and backward_input transform the weights over
+output channels, then (N >= threads) give each thread chunks of images to pack into its own
+scratch (they stay in L2) and compute, block by block of 48 tiles; with fewer images the
+channels are packed in parallel and the blocks run in parallel. Every tile's outputs are
+written by one block, and computed the same way whichever block holds it, so results do not
+depend on the thread count. backward_weight sums fixed groups of images (by the shape, not
+the thread count) in parallel into partials, added in group order.
 
-Workspace: the transformed weights and the packed input live in the calling thread's
-scratch, each block's V and M in its thread's (scratch.h): nothing is allocated per call.
+Workspace: the transformed weights and packed inputs live in per-thread scratch (scratch.h),
+reused from call to call; backward_weight allocates its partial sums (at most 16 MiB).
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -31,6 +34,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 import numpy as np
 
+from libc.string cimport memset
 from scratch cimport fc_scratch
 from fastconv._ext import conv2d_im2col as _im2col
 
@@ -60,6 +64,19 @@ cdef extern from "winograd.h" nogil:
     void fc_wn_block_generic_f64(const fc_wn_geo *g, const double *xp, const double *U,
                                  const double *bias, double *y, int64_t t0, double *V,
                                  double *M) noexcept
+
+
+cdef extern from "winograd_wgrad.h" nogil:
+    int64_t fc_wn_cpad(int64_t C) noexcept
+    void fc_wn_wgrad_finish(const float *dU, int64_t K, int64_t C, int64_t k,
+                            float *gw) noexcept
+    int fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t t0,
+                          int nv, float *Vt, float *Yt, float *tmp, float *dU) noexcept
+
+# backward_weight: at most this many groups of images (partial sums), and this many bytes
+# of partial sums; fixed by the shape, so the summation order does not depend on threads
+cdef Py_ssize_t WG_GROUPS = 8
+cdef size_t WG_BUDGET = 16 << 20
 
 
 def simd_available():
@@ -267,13 +284,77 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
         raise MemoryError("conv2d_winograd.backward_input: cannot allocate the workspace")
 
 
+cdef int wgrad_group(const float *x, const float *gy, fc_wn_geo *g, Py_ssize_t n0,
+                     Py_ssize_t nc, float *dU) noexcept nogil:
+    """dU (16, K, CP) = the weight gradient's transformed sum over images [n0, n0 + nc), in
+    block order. 0, 1 (non-finite x or grad_out) or -1 (no memory)."""
+    cdef fc_wn_geo gc
+    fc_wn_geometry(&gc, nc, g.C, g.K, g.H, g.W, g.OH, g.OW, g.ph, g.pw)
+    cdef Py_ssize_t CP = fc_wn_cpad(g.C), b, t0
+    cdef float *xp = <float *>fc_scratch(2, 4 * gc.C * gc.ld * sizeof(float))
+    cdef float *Vt = <float *>fc_scratch(0, 16 * FC_WN_TB * CP * sizeof(float))
+    cdef float *Yt = <float *>fc_scratch(3, (16 * g.K * FC_WN_TB + 4096) * sizeof(float))
+    if xp == NULL or Vt == NULL or Yt == NULL:
+        return -1
+    memset(dU, 0, 16 * g.K * CP * sizeof(float))
+    if fc_wn_pack_all_f32(x + n0 * g.C * g.H * g.W, &gc, xp):
+        return 1
+    for b in range((gc.ntiles + FC_WN_TB - 1) // FC_WN_TB):
+        t0 = b * FC_WN_TB
+        if fc_wn_wgrad_block(&gc, xp, gy + n0 * g.K * g.OH * g.OW, t0,
+                             <int>min(<Py_ssize_t>(FC_WN_TB // 16), (gc.ntiles - t0 + 15) // 16),
+                             Vt, Yt, Yt + 16 * g.K * FC_WN_TB, dU):
+            return 1
+    return 0
+
+
 def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     const floating[:, :, :, ::1] grad_out, # IN  (N, C_out, OH, OW)
                     floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in, 3, 3): fully overwritten
                     int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
                     int groups, int n_threads):
-    """grad_weight = d(conv2d)/dweight applied to grad_out: conv2d_im2col's."""
+    """grad_weight = d(conv2d)/dweight applied to grad_out. float32 with AVX-512: Winograd
+    (winograd_wgrad.h), fixed groups of images in parallel into partial sums (disjoint
+    writes) added in group order, then transformed back in parallel over output channels.
+    float64, other CPUs, and inputs holding NaN or infinity: conv2d_im2col's."""
     check_supported("backward_weight", grad_weight.shape[2], grad_weight.shape[3], stride_h,
                     stride_w, dil_h, dil_w, groups)
-    _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w, dil_h,
-                            dil_w, groups, n_threads)
+    cdef fc_wn_geo g
+    fc_wn_geometry(&g, x.shape[0], x.shape[1], grad_out.shape[1], x.shape[2], x.shape[3],
+                   grad_out.shape[2], grad_out.shape[3], pad_h, pad_w)
+    if floating is double or not fc_wn_simd() or g.N == 0 or g.C == 0 or g.K == 0 or \
+            g.OH * g.OW == 0:
+        _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,
+                                dil_h, dil_w, groups, n_threads)
+        return
+    cdef Py_ssize_t CP = fc_wn_cpad(g.C), size = 16 * g.K * CP
+    cdef Py_ssize_t ngroups = max(1, min(WG_GROUPS, g.N, <Py_ssize_t>(WG_BUDGET // (size * 4))))
+    cdef Py_ssize_t nb = (g.N + ngroups - 1) // ngroups, i, j, k
+    ngroups = (g.N + nb - 1) // nb
+    cdef float[:, ::1] parts = np.empty((ngroups, size), np.float32)
+    cdef float *pp = &parts[0, 0]
+    cdef int status, bad = 0, nomem = 0
+    with nogil:
+        for i in prange(ngroups, num_threads=n_threads, schedule="static"):
+            status = wgrad_group(<const float *>&x[0, 0, 0, 0],
+                                 <const float *>&grad_out[0, 0, 0, 0], &g, i * nb,
+                                 min(nb, g.N - i * nb), pp + i * size)
+            nomem += status < 0
+            bad += status > 0
+        if not nomem and not bad:
+            for k in prange(g.K, num_threads=n_threads, schedule="static"):
+                for i in range(1, ngroups):
+                    for j in range(16):
+                        add_row(pp + (j * g.K + k) * CP, pp + i * size + (j * g.K + k) * CP, CP)
+                fc_wn_wgrad_finish(pp, g.K, g.C, k, <float *>&grad_weight[0, 0, 0, 0])
+    if nomem:
+        raise MemoryError("conv2d_winograd.backward_weight: cannot allocate the workspace")
+    if bad:
+        _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,
+                                dil_h, dil_w, groups, n_threads)
+
+
+cdef inline void add_row(float *acc, const float *a, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        acc[i] += a[i]

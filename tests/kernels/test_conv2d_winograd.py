@@ -7,7 +7,9 @@ blocks of 48 tile slots whose vectors cross tile rows and images; more than FC_W
 output channels; odd output sizes (tiles cut at the edge); rows wider than one vector of
 tiles; padding 0 to 3, asymmetric. Also: the portable path (FASTCONV_SIMD_TARGET=generic)
 against the same oracles, results bit for bit the same for any thread count, and NaN or
-infinity in the input, grad_out or weights giving exactly conv2d_im2col's results.
+infinity in the input, grad_out or weights giving exactly conv2d_im2col's results. The weight
+gradient is Winograd's own for float32 on AVX-512 (fixed groups of images: one group when
+N = 1, eight for the 9-image case), conv2d_im2col's otherwise.
 """
 import os
 
@@ -70,7 +72,8 @@ def test_matches_reference_and_im2col(case, dtype, rng):
                              other):
         assert_close(a, r, what=name)
         assert_close(a, o, what=name + " vs conv2d_im2col")
-    np.testing.assert_array_equal(got[2], other[2])    # the weight gradient is im2col's
+    if dtype == np.float64 or not W.simd_available():     # the weight gradient is im2col's
+        np.testing.assert_array_equal(got[2], other[2])
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -119,7 +122,7 @@ def test_non_finite_values_give_im2col_results(where, bad, n, rng):
     {"x": x, "gy": gy, "w": w}[where][0, 3, 2, 1] = bad
     got, want = _passes(W, x, w, b, gy, geo, 2), _passes(K, x, w, b, gy, geo, 2)
     sees = {"x": ("forward", "backward_weight"), "gy": ("backward_input", "backward_weight"),
-            "w": ("forward", "backward_input", "backward_weight")}[where]
+            "w": ("forward", "backward_input")}[where]
     for name, a, o in zip(("forward", "backward_input", "backward_weight"), got, want):
         if name in sees:
             np.testing.assert_array_equal(a, o, err_msg=name)

@@ -1,0 +1,219 @@
+/* The weight gradient of winograd.h's F(2x2, 3x3) convolution (float32, AVX-512).
+ *
+ * With U = G g G^T and V_t = B^T d_t B as in the forward pass, Y_t = A^T (sum_c U * V_t) A
+ * gives
+ *     dU[k, c] = sum over tiles t of (A dY_t[k] A^T) * V_t[c],    dg[k, c] = G^T dU[k, c] G
+ * (dY_t: the tile's 2x2 block of grad_out, zero past the output's edge): per position xi of
+ * the 4x4 tile, dU[xi] (K x C) = Yt[xi] (K x tiles) @ V[xi]^T (tiles x C), a GEMM that
+ * reduces over the tiles. Per block of FC_WN_TB tiles:
+ * - V is transformed as in the forward pass, 16 channels x 16 tiles at a time, and stored
+ *   transposed, Vt[xi][t][c], through a 16x16 register transpose;
+ * - grad_out's tiles are loaded with the forward pass's runs (masked loads of two output
+ *   rows, split into even and odd columns) and transformed, Yt[xi][k][t];
+ * - an outer-product kernel adds Yt[xi] @ Vt[xi] into the caller's partial dU, 6 output
+ *   channels x 64 input channels of it in 24 registers over the block's tiles.
+ * The caller sums fixed groups of images into separate partials and adds them in order, so
+ * the result does not depend on the thread count. Channels are padded to CP (a multiple of
+ * 16) inside Vt and dU.
+ */
+#ifndef FASTCONV_WINOGRAD_WGRAD_H
+#define FASTCONV_WINOGRAD_WGRAD_H
+#include "winograd.h"
+
+static inline int64_t fc_wn_cpad(int64_t C) { return (C + 15) / 16 * 16; }
+
+/* dg[k, c] = G^T dU[k, c] G for k < K, c < C: dU is (16, K, CP), gw (K, C, 3, 3). */
+static void fc_wn_wgrad_finish(const float *dU, int64_t K, int64_t C, int64_t k, float *gw)
+{
+    const int64_t CP = fc_wn_cpad(C);
+    for (int64_t c = 0; c < C; ++c) {
+        float d[4][4], p[3][4];
+        for (int xi = 0; xi < 16; ++xi)
+            d[xi / 4][xi % 4] = dU[(xi * K + k) * CP + c];
+        for (int j = 0; j < 4; ++j) {
+            p[0][j] = d[0][j] + 0.5f * (d[1][j] + d[2][j]);
+            p[1][j] = 0.5f * (d[1][j] - d[2][j]);
+            p[2][j] = 0.5f * (d[1][j] + d[2][j]) + d[3][j];
+        }
+        float *o = gw + (k * C + c) * 9;
+        for (int i = 0; i < 3; ++i) {
+            o[3 * i + 0] = p[i][0] + 0.5f * (p[i][1] + p[i][2]);
+            o[3 * i + 1] = 0.5f * (p[i][1] - p[i][2]);
+            o[3 * i + 2] = 0.5f * (p[i][1] + p[i][2]) + p[i][3];
+        }
+    }
+}
+
+#if FC_CPU_X86
+static inline __attribute__((always_inline, target("avx512f"))) void
+fc_wn_transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; ++i) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* o[r][0 .. 16*ncv) += sum over t < nt of y0[r*TB + t] * vt[t*CP + 0 .. 16*ncv), r < mr
+ * (rows of o CP apart): 6 x ncv accumulators over the block's tiles. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+fc_wn_wg_tile(const float *y0, int mr, const float *vt, int64_t CP, int nt, float *o, int ncv)
+{
+    __m512 acc[6][4];
+    const float *yr[6];
+    for (int r = 0; r < 6; ++r) {
+        yr[r] = y0 + (r < mr ? r : mr - 1) * FC_WN_TB;
+        for (int j = 0; j < 4; ++j)
+            acc[r][j] = _mm512_setzero_ps();
+    }
+    for (int t = 0; t < nt; ++t) {
+        __m512 bv[4];
+        for (int j = 0; j < ncv; ++j)
+            bv[j] = _mm512_loadu_ps(vt + t * CP + 16 * j);
+        for (int r = 0; r < 6; ++r) {
+            __m512 a = _mm512_set1_ps(yr[r][t]);
+            for (int j = 0; j < ncv; ++j)
+                acc[r][j] = _mm512_fmadd_ps(a, bv[j], acc[r][j]);
+        }
+    }
+    for (int r = 0; r < 6; ++r) {
+        if (r >= mr)
+            break;
+        for (int j = 0; j < ncv; ++j)
+            _mm512_storeu_ps(o + r * CP + 16 * j,
+                             _mm512_add_ps(_mm512_loadu_ps(o + r * CP + 16 * j), acc[r][j]));
+    }
+}
+
+/* The block of nv*16 tiles from t0: add its Yt[xi] @ Vt[xi] into dU (16, K, CP). gy is
+ * grad_out of g's images. Vt: 16*TB*CP floats, Yt: 16*K*TB, tmp: 16*16*16. Returns 1 if
+ * the block's grad_out holds a NaN or an infinity. */
+static __attribute__((target("avx512f"))) int
+fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t t0, int nv,
+                  float *Vt, float *Yt, float *tmp, float *dU)
+{
+    const int64_t C = g->C, K = g->K, CP = fc_wn_cpad(C), Wq = g->Wq, TB = FC_WN_TB;
+    const int64_t ld = g->ld, P = g->OH * g->OW, OW = g->OW;
+    fc_wn_run runs[3][16];
+    int nruns[3];
+    for (int v = 0; v < nv; ++v)
+        nruns[v] = fc_wn_runs(g, t0 + 16 * v, runs[v]);
+    /* V, transposed: 16 channels x 16 tiles into tmp[xi][c][t], then each xi transposed */
+    for (int v = 0; v < nv; ++v) {
+        const fc_wn_run *ru = runs[v];
+        int nr = nruns[v];
+        for (int64_t c0 = 0; c0 < CP; c0 += 16) {
+            for (int cc = 0; cc < 16; ++cc) {
+                __m512 b[4][4];
+                if (c0 + cc >= C) {
+                    for (int xi = 0; xi < 16; ++xi)
+                        _mm512_storeu_ps(tmp + (xi * 16 + cc) * 16, _mm512_setzero_ps());
+                    continue;
+                }
+                const float *p = xp + 4 * (c0 + cc) * ld;
+                for (int q = 0; q < 4; ++q) {
+                    const float *pq = p + (q & 1) * ld + (q >> 1);
+                    __m512 d0 = fc_wn_load(pq, ru, nr), d1 = fc_wn_load(pq + 2 * ld, ru, nr);
+                    __m512 d2 = fc_wn_load(pq + Wq, ru, nr);
+                    __m512 d3 = fc_wn_load(pq + 2 * ld + Wq, ru, nr);
+                    b[0][q] = _mm512_sub_ps(d0, d2);
+                    b[1][q] = _mm512_add_ps(d1, d2);
+                    b[2][q] = _mm512_sub_ps(d2, d1);
+                    b[3][q] = _mm512_sub_ps(d1, d3);
+                }
+                for (int r = 0; r < 4; ++r) {
+                    float *o = tmp + (4 * r * 16 + cc) * 16;
+                    _mm512_storeu_ps(o, _mm512_sub_ps(b[r][0], b[r][2]));
+                    _mm512_storeu_ps(o + 256, _mm512_add_ps(b[r][1], b[r][2]));
+                    _mm512_storeu_ps(o + 512, _mm512_sub_ps(b[r][2], b[r][1]));
+                    _mm512_storeu_ps(o + 768, _mm512_sub_ps(b[r][1], b[r][3]));
+                }
+            }
+            for (int xi = 0; xi < 16; ++xi) {
+                __m512 r[16];
+                for (int i = 0; i < 16; ++i)
+                    r[i] = _mm512_loadu_ps(tmp + (xi * 16 + i) * 16);
+                fc_wn_transpose16(r);
+                for (int i = 0; i < 16; ++i)
+                    _mm512_storeu_ps(Vt + (xi * TB + 16 * v + i) * CP + c0, r[i]);
+            }
+        }
+    }
+    /* grad_out's tiles: A dY A^T */
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    __m512 bad = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+        const float *gk = gy + k * P;
+        for (int v = 0; v < nv; ++v) {
+            __m512 r0l = _mm512_setzero_ps(), r0h = r0l, r1l = r0l, r1h = r0l;
+            for (int i = 0; i < nruns[v]; ++i) {
+                const fc_wn_run *ru = &runs[v][i];
+                const float *s = gk + ru->base;
+                r0l = _mm512_mask_loadu_ps(r0l, (__mmask16)ru->row0, s);
+                r0h = _mm512_mask_loadu_ps(r0h, (__mmask16)(ru->row0 >> 16), s + 16);
+                r1l = _mm512_mask_loadu_ps(r1l, (__mmask16)ru->row1, s + OW);
+                r1h = _mm512_mask_loadu_ps(r1h, (__mmask16)(ru->row1 >> 16), s + OW + 16);
+            }
+            __m512 a = _mm512_permutex2var_ps(r0l, ev, r0h), b = _mm512_permutex2var_ps(r0l, od, r0h);
+            __m512 c = _mm512_permutex2var_ps(r1l, ev, r1h), d = _mm512_permutex2var_ps(r1l, od, r1h);
+            bad = _mm512_add_ps(bad, _mm512_mul_ps(_mm512_setzero_ps(),
+                                                   _mm512_add_ps(_mm512_add_ps(a, b),
+                                                                 _mm512_add_ps(c, d))));
+            __m512 rows[4][2] = {{a, b},
+                                 {_mm512_add_ps(a, c), _mm512_add_ps(b, d)},
+                                 {_mm512_sub_ps(a, c), _mm512_sub_ps(b, d)},
+                                 {_mm512_sub_ps(_mm512_setzero_ps(), c),
+                                  _mm512_sub_ps(_mm512_setzero_ps(), d)}};
+            float *o = Yt + k * TB + 16 * v;
+            for (int i = 0; i < 4; ++i) {
+                __m512 p = rows[i][0], q = rows[i][1];
+                _mm512_storeu_ps(o + (4 * i + 0) * K * TB, p);
+                _mm512_storeu_ps(o + (4 * i + 1) * K * TB, _mm512_add_ps(p, q));
+                _mm512_storeu_ps(o + (4 * i + 2) * K * TB, _mm512_sub_ps(p, q));
+                _mm512_storeu_ps(o + (4 * i + 3) * K * TB, _mm512_sub_ps(_mm512_setzero_ps(), q));
+            }
+        }
+    }
+    if (_mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q))
+        return 1;
+    /* dU[xi] += Yt[xi] @ Vt[xi]: 6 output channels x up to 64 input channels per tile */
+    for (int xi = 0; xi < 16; ++xi)
+        for (int64_t k0 = 0; k0 < K; k0 += 6) {
+            int mr = K - k0 < 6 ? (int)(K - k0) : 6;
+            const float *y0 = Yt + (xi * K + k0) * TB, *vt = Vt + xi * TB * CP;
+            float *o = dU + (xi * K + k0) * CP;
+            int64_t c0 = 0;
+            for (; c0 + 64 <= CP; c0 += 64)
+                fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 4);
+            switch ((CP - c0) / 16) {
+            case 3: fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 3); break;
+            case 2: fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 2); break;
+            case 1: fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 1); break;
+            }
+        }
+    return 0;
+}
+#else
+static int fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t t0,
+                             int nv, float *Vt, float *Yt, float *tmp, float *dU) { return 1; }
+#endif
+
+#endif

@@ -96,9 +96,10 @@ def _conv_like(d, c, transposed):
     c["padding"] = [_bad(d, d.int(0, 2), -1), d.int(0, 2)]
     c["dilation"] = [_bad(d, d.int(1, 2), 0), d.int(1, 2)]
     c["bias"] = d.int(0, 1) == 1
-    if alg == "winograd" and not d.rare():   # its domain: 3x3, stride 1, dilation 1, groups 1
-        c["groups"], c["k"], c["stride"], c["dilation"] = 1, [3, 3], [1, 1], [1, 1]
+    if alg == "winograd" and not d.rare():   # its domain: 3x3, stride 1, groups 1
+        c["groups"], c["k"], c["stride"] = 1, [3, 3], [1, 1]
         c["c_in"], c["c_out"] = d.int(1, 4), d.int(1, 4)
+        c["dilation"] = [1, 1] if d.int(0, 2) else [2, 2]
     # an inconsistent weight: one channel too many along its per-group axis
     c["weight_extra"] = 1 if d.rare() else 0
     c["unbatched"] = d.rare()
@@ -482,10 +483,24 @@ def _ref_conv(c, inp, gy):
     return out
 
 
-def _winograd_invalid(c):
-    return c["algorithm"] == "winograd" and not (
-        c["k"] == [3, 3] and c["stride"] == [1, 1] and c["dilation"] == [1, 1]
-        and c["groups"] == 1)
+def _winograd_invalid(c, transposed=False):
+    """Outside Winograd's domain: not 3x3 / stride 1 / groups 1, or a dilation that does not
+    divide the (conv-terms) input size and the padding."""
+    if c["algorithm"] != "winograd":
+        return False
+    if not (c["k"] == [3, 3] and c["stride"] == [1, 1] and c["groups"] == 1):
+        return True
+    d = c["dilation"]
+    if d == [1, 1]:
+        return False
+    pad = c["padding"]
+    if isinstance(pad, str):
+        pad = [di if pad == "same" else 0 for di in d]
+    size = [c["h"], c["w"]]
+    if transposed:    # in conv terms the input is the transposed conv's output
+        size = [(size[i] - 1) - 2 * pad[i] + 2 * d[i] + c["output_padding"][i] + 1
+                for i in range(2)]
+    return min(d) < 1 or any(size[i] % d[i] or pad[i] % d[i] for i in range(2))
 
 
 def _conv_invalid(c):
@@ -523,7 +538,7 @@ def _conv_t_invalid(c):
     if c["algorithm"] == "depthwise":   # in conv terms: groups == C_out of the transposed conv
         return not (c["groups"] == c["c_out"] and c["groups"] > 1 and c["weight_extra"] == 0
                     and c["c_in"] % c["c_out"] == 0)
-    return _winograd_invalid(c)
+    return _winograd_invalid(c, transposed=True)
 
 
 def _make_x(c, rng):

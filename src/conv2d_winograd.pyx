@@ -1,5 +1,8 @@
 """2-D convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016), for 3x3
-kernels with stride 1, dilation 1 and groups 1 (any padding).
+kernels with stride 1 and groups 1 (any padding). A dilation d (per axis) that divides the
+input's size and the padding is d_h*d_w undilated convolutions, one per phase of the input
+(rows r::d_h, columns q::d_w, padding / d): the phases are split out, run as a batch of
+images, and merged back (_split, _merge).
 
 Each 2x2 output tile costs 16 multiplies per (input, output) channel pair instead of 36: the
 input's 4x4 patches and the kernels are transformed (B^T d B, G g G^T), the channel sums are
@@ -84,10 +87,68 @@ def simd_available():
     return bool(fc_wn_simd())
 
 
-def supports(int kh, int kw, int stride_h, int stride_w, int dil_h, int dil_w, int groups):
-    """Whether this module computes the convolution with these parameters."""
-    return kh == 3 and kw == 3 and stride_h == 1 and stride_w == 1 and dil_h == 1 and \
-        dil_w == 1 and groups == 1
+def supports(int kh, int kw, int stride_h, int stride_w, int dil_h, int dil_w, int groups,
+             Py_ssize_t H=0, Py_ssize_t W=0, int pad_h=0, int pad_w=0):
+    """Whether this module computes the convolution with these parameters: a 3x3 kernel,
+    stride 1, groups 1, and dilation 1 or a dilation that divides the input's size (H, W)
+    and the padding (the convolution is then dil_h*dil_w undilated ones on the input's
+    phases)."""
+    return kh == 3 and kw == 3 and stride_h == 1 and stride_w == 1 and groups == 1 and \
+        dil_h >= 1 and dil_w >= 1 and (dil_h == dil_w == 1 or (
+            H % dil_h == 0 and W % dil_w == 0 and pad_h % dil_h == 0 and pad_w % dil_w == 0))
+
+
+def _split(const floating[:, :, :, ::1] a, int dh, int dw, int n_threads):
+    """(N, C, H, W) -> (N*dh*dw, C, H/dh, W/dw): image (n*dh + r)*dw + s is a[n, :, r::dh,
+    s::dw]. Parallel over a's planes."""
+    cdef Py_ssize_t N = a.shape[0], C = a.shape[1], H = a.shape[2], W = a.shape[3], i
+    out = np.empty((N * dh * dw, C, H // dh, W // dw), np.asarray(a).dtype)
+    cdef floating[:, :, :, ::1] o = out
+    if out.size:
+        with nogil:
+            for i in prange(N * C, num_threads=n_threads, schedule="static"):
+                phase_copy(&a[0, 0, 0, 0] + i * H * W, &o[0, 0, 0, 0], i // C, i % C, C, H, W,
+                           dh, dw, True)
+    return out
+
+
+def _split_grad(grad_out, int dh, int dw, int n_threads):
+    """_split of grad_out, zero-padded at the bottom and right to a multiple of the dilation
+    first: with conv_transpose2d's output_padding the input is larger than the output's
+    size implies, and grad_out's rows need not divide evenly (the zeros add nothing)."""
+    oh, ow = grad_out.shape[2], grad_out.shape[3]
+    if oh % dh or ow % dw:
+        grad_out = np.pad(grad_out, ((0, 0), (0, 0), (0, -oh % dh), (0, -ow % dw)))
+    return _split(grad_out, dh, dw, n_threads)
+
+
+def _merge(const floating[:, :, :, ::1] p, floating[:, :, :, ::1] out, int dh, int dw,
+           int n_threads):
+    """The inverse of _split: out (N, C, H, W) from p (N*dh*dw, C, H/dh, W/dw)."""
+    cdef Py_ssize_t N = out.shape[0], C = out.shape[1], H = out.shape[2], W = out.shape[3], i
+    if N * C * H * W:
+        with nogil:
+            for i in prange(N * C, num_threads=n_threads, schedule="static"):
+                phase_copy(&out[0, 0, 0, 0] + i * H * W, <floating *>&p[0, 0, 0, 0], i // C,
+                           i % C, C, H, W, dh, dw, False)
+
+
+cdef void phase_copy(floating *plane, floating *phases, Py_ssize_t n, Py_ssize_t c,
+                     Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int dh, int dw,
+                     bint to_phases) noexcept nogil:
+    """Plane (n, c) of the full image to (to_phases) or from its dh*dw phase images."""
+    cdef Py_ssize_t r, q, h, w, Hs = H // dh, Ws = W // dw
+    cdef floating *ph
+    for r in range(dh):
+        for q in range(dw):
+            ph = phases + (((n * dh + r) * dw + q) * C + c) * Hs * Ws
+            for h in range(Hs):
+                if to_phases:
+                    for w in range(Ws):
+                        ph[h * Ws + w] = plane[(h * dh + r) * W + w * dw + q]
+                else:
+                    for w in range(Ws):
+                        plane[(h * dh + r) * W + w * dw + q] = ph[h * Ws + w]
 
 
 # images per chunk in the batch-parallel path: a chunk's packed input (4 phase planes per
@@ -212,11 +273,14 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
 
 
 cdef object check_supported(str op, int kh, int kw, int stride_h, int stride_w, int dil_h,
-                            int dil_w, int groups):
-    if not supports(kh, kw, stride_h, stride_w, dil_h, dil_w, groups):
-        raise ValueError(f"conv2d_winograd.{op}: expected a 3x3 kernel, stride 1, dilation 1 "
-                         f"and groups 1, got kernel {kh}x{kw}, stride ({stride_h}, "
-                         f"{stride_w}), dilation ({dil_h}, {dil_w}), groups {groups}")
+                            int dil_w, int groups, Py_ssize_t H, Py_ssize_t W, int pad_h,
+                            int pad_w):
+    if not supports(kh, kw, stride_h, stride_w, dil_h, dil_w, groups, H, W, pad_h, pad_w):
+        raise ValueError(f"conv2d_winograd.{op}: expected a 3x3 kernel, stride 1, groups 1 "
+                         f"and dilation 1 (or one dividing the input size and the padding), "
+                         f"got kernel {kh}x{kw}, stride ({stride_h}, {stride_w}), dilation "
+                         f"({dil_h}, {dil_w}), groups {groups}, input {H}x{W}, padding "
+                         f"({pad_h}, {pad_w})")
 
 
 def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
@@ -228,7 +292,21 @@ def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     """out = conv2d(x, weight) + bias. Parallel over blocks of output tiles (each thread
     writes only its blocks' tiles). Inputs holding NaN or infinity run conv2d_im2col."""
     check_supported("forward", weight.shape[2], weight.shape[3], stride_h, stride_w, dil_h,
-                    dil_w, groups)
+                    dil_w, groups, x.shape[2], x.shape[3], pad_h, pad_w)
+    if dil_h != 1 or dil_w != 1:
+        # each phase's output at its natural size (a multiple of the dilation); out may be
+        # smaller (conv_transpose2d's input gradient under output_padding): then cropped
+        oh, ow = x.shape[2] + 2 * pad_h - 2 * dil_h, x.shape[3] + 2 * pad_w - 2 * dil_w
+        xs = _split(x, dil_h, dil_w, n_threads)
+        ys = np.empty((xs.shape[0], out.shape[1], oh // dil_h, ow // dil_w), xs.dtype)
+        forward(xs, weight, bias, ys, 1, 1, pad_h // dil_h, pad_w // dil_w, 1, 1, 1, n_threads)
+        if (oh, ow) == (out.shape[2], out.shape[3]):
+            _merge(ys, out, dil_h, dil_w, n_threads)
+        else:
+            full = np.empty((out.shape[0], out.shape[1], oh, ow), xs.dtype)
+            _merge(ys, full, dil_h, dil_w, n_threads)
+            np.asarray(out)[...] = full[:, :, :out.shape[2], :out.shape[3]]
+        return
     cdef fc_wn_geo g
     cdef int status = 0
     cdef const floating *b = NULL
@@ -263,7 +341,15 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
     larger than the convolution's input, as conv_transpose2d's output_padding asks: its
     extra rows and columns see zeros). Parallel as forward."""
     check_supported("backward_input", weight.shape[2], weight.shape[3], stride_h, stride_w,
-                    dil_h, dil_w, groups)
+                    dil_h, dil_w, groups, grad_in.shape[2], grad_in.shape[3], pad_h, pad_w)
+    if dil_h != 1 or dil_w != 1:
+        gys = _split_grad(np.asarray(grad_out), dil_h, dil_w, n_threads)
+        gxs = np.empty((gys.shape[0], grad_in.shape[1], grad_in.shape[2] // dil_h,
+                        grad_in.shape[3] // dil_w), gys.dtype)
+        backward_input(gys, weight, gxs, 1, 1, pad_h // dil_h, pad_w // dil_w, 1, 1, 1,
+                       n_threads)
+        _merge(gxs, grad_in, dil_h, dil_w, n_threads)
+        return
     cdef fc_wn_geo g
     cdef int status = 0
     fc_wn_geometry(&g, grad_out.shape[0], grad_out.shape[1], grad_in.shape[1],
@@ -318,7 +404,12 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     writes) added in group order, then transformed back in parallel over output channels.
     float64, other CPUs, and inputs holding NaN or infinity: conv2d_im2col's."""
     check_supported("backward_weight", grad_weight.shape[2], grad_weight.shape[3], stride_h,
-                    stride_w, dil_h, dil_w, groups)
+                    stride_w, dil_h, dil_w, groups, x.shape[2], x.shape[3], pad_h, pad_w)
+    if dil_h != 1 or dil_w != 1:
+        backward_weight(_split(x, dil_h, dil_w, n_threads),
+                        _split_grad(np.asarray(grad_out), dil_h, dil_w, n_threads), grad_weight, 1, 1,
+                        pad_h // dil_h, pad_w // dil_w, 1, 1, 1, n_threads)
+        return
     cdef fc_wn_geo g
     fc_wn_geometry(&g, x.shape[0], x.shape[1], grad_out.shape[1], x.shape[2], x.shape[3],
                    grad_out.shape[2], grad_out.shape[3], pad_h, pad_w)

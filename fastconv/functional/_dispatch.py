@@ -52,9 +52,10 @@ def is_depthwise(p):
 
 
 def is_winograd(p):
-    """3x3 kernel, stride 1, dilation 1, groups 1 (any padding): Winograd F(2x2, 3x3)."""
-    return (p.kh, p.kw) == (3, 3) and tuple(p.stride) == (1, 1) and \
-        tuple(p.dilation) == (1, 1) and p.groups == 1
+    """3x3 kernel, stride 1, groups 1 (any padding), and dilation 1 or one that divides the
+    input size and the padding: Winograd F(2x2, 3x3)."""
+    return conv2d_winograd.supports(p.kh, p.kw, *p.stride, *p.dilation, p.groups, p.h, p.w,
+                                    *p.padding)
 
 
 def winograd_pays(p):

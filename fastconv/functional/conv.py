@@ -93,9 +93,11 @@ def _pick_algorithm(op, algorithm, params, need_grad):
                          f"groups={params.groups}, out_channels={params.c_out}")
     if domain is not None and not domain(params):
         raise ValueError(f"{op}: algorithm {algorithm!r} (Winograd F(2x2, 3x3)): expected "
-                         f"a 3x3 kernel, stride 1, dilation 1 and groups 1, got kernel {params.kh}x{params.kw}, "
-                         f"stride {tuple(params.stride)}, dilation {tuple(params.dilation)}, "
-                         f"groups {params.groups}")
+                         f"a 3x3 kernel, stride 1, groups 1 and dilation 1 (or a dilation "
+                         f"dividing the input size and the padding), got kernel "
+                         f"{params.kh}x{params.kw}, stride {tuple(params.stride)}, dilation "
+                         f"{tuple(params.dilation)}, groups {params.groups}, input "
+                         f"{params.h}x{params.w}, padding {tuple(params.padding)}")
     return algorithm
 
 

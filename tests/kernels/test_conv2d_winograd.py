@@ -170,3 +170,61 @@ def test_public_ops_and_float64_gradients(padding, rng):
     inputs = [fc.Tensor(a, requires_grad=True) for a in (x, wt)]
     assert fc.gradcheck(lambda x_, w_: F.conv_transpose2d(x_, w_, None, 1, padding,
                                                           algorithm="winograd"), inputs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    (2, 5, 8, 6, 7, (2, 2), (2, 2)),       # the dilated layer of the bench, small
+    (1, 4, 9, 8, 3, (3, 2), (3, 2)),       # different dilations per axis
+    (3, 8, 12, 12, 8, (0, 0), (2, 2)),     # no padding
+    (2, 3, 8, 8, 4, (4, 2), (2, 1)),       # dilation along one axis only
+])
+def test_dilation_runs_on_the_phases(case, dtype, rng):
+    """A dilation dividing the input size and the padding: the reference and im2col for all
+    three passes, bit for bit the same for any thread count."""
+    n, c_in, h, w, c_out, p, d = case
+    oh, ow = h + 2 * p[0] - 2 * d[0], w + 2 * p[1] - 2 * d[1]
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    wt = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    gy = rng.standard_normal((n, c_out, oh, ow)).astype(dtype)
+    geo = (1, 1, *p, *d, 1)
+    want = (R.conv2d(x, wt, b, 1, p, d, 1), R.conv2d_backward_input(gy, wt, x.shape, 1, p, d, 1),
+            R.conv2d_backward_weight(x, gy, wt.shape, 1, p, d, 1))
+    got = [_passes(W, x, wt, b, gy, geo, t) for t in (1, 2, 3)]
+    for name, a, r, o in zip(("forward", "backward_input", "backward_weight"), got[0], want,
+                             _passes(K, x, wt, b, gy, geo, 2)):
+        assert_close(a, r, what=name)
+        assert_close(a, o, what=name + " vs conv2d_im2col")
+    for other in got[1:]:
+        for a, o in zip(got[0], other):
+            np.testing.assert_array_equal(a, o)
+
+
+def test_dilation_must_divide_size_and_padding():
+    f = np.float32
+    x, w = np.ones((1, 2, 7, 8), f), np.ones((2, 2, 3, 3), f)
+    with pytest.raises(ValueError, match="input 7x8, padding"):
+        W.forward(x, w, np.empty(0, f), np.empty((1, 2, 7, 8), f), 1, 1, 2, 2, 2, 2, 1, 2)
+    assert not W.supports(3, 3, 1, 1, 2, 2, 1, 8, 8, 1, 1)      # padding 1, dilation 2
+    assert W.supports(3, 3, 1, 1, 2, 2, 1, 8, 8, 2, 2)
+
+
+@pytest.mark.parametrize("hw, output_padding", [((8, 5), (0, 1)), ((7, 5), (1, 1))])
+def test_dilated_transposed_with_output_padding(hw, output_padding, rng):
+    """conv_transpose2d with dilation 2 and output_padding: the input gradient's output and
+    grad_out of the kernels are not multiples of the dilation (found by the fuzzer)."""
+    x = rng.standard_normal((3, 4, *hw))
+    wt = rng.standard_normal((4, 4, 3, 3))
+    gy_shape = R.conv_transpose2d(x, wt, None, 1, 2, output_padding, 1, 2).shape
+    gy = rng.standard_normal(gy_shape)
+    for dtype in (np.float64, np.float32):
+        xt = fc.Tensor(x.astype(dtype), requires_grad=True)
+        wtt = fc.Tensor(wt.astype(dtype), requires_grad=True)
+        y = F.conv_transpose2d(xt, wtt, None, 1, 2, output_padding, 1, 2, algorithm="winograd")
+        y.backward(gy.astype(dtype))
+        args = (1, 2, output_padding, 1, 2)
+        assert_close(y.data, R.conv_transpose2d(x, wt, None, *args), dtype)
+        assert_close(xt.grad, R.conv_transpose2d_backward_input(gy, wt, x.shape, *args), dtype)
+        assert_close(wtt.grad, R.conv_transpose2d_backward_weight(x, gy, wt.shape, *args),
+                     dtype)

@@ -28,7 +28,9 @@ WINO = "winograd" if WINOGRAD_SIMD else "im2col"
     (P(16, 64), "im2col"),
     (P(64, 64, itemsize=8), "im2col"),         # float64: no SIMD Winograd kernel
     (P(64, 64, stride=2), "im2col"),
-    (P(64, 64, dilation=2, padding=2), "im2col"),
+    (P(64, 64, dilation=2, padding=2), WINO),  # the dilated layer: 4 phases of the input
+    (P(64, 64, dilation=2, padding=1), "im2col"),   # padding not a multiple of the dilation
+    (P(64, 64, dilation=2, padding=2, h=15), "im2col"),
     (P(64, 64, groups=2), "im2col"),
 ])
 def test_selection(params, expected):

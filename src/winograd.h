@@ -279,9 +279,15 @@ static int fc_wn_runs(const fc_wn_geo *g, int64_t t0, fc_wn_run *run)
 {
     const int64_t per = g->th * g->tw;
     int nr = 0;
-    int64_t key = -1;
-    for (int l = 0; l < 16 && t0 + l < g->ntiles; ++l) {
-        int64_t i = t0 + l, n = i / per, r = i - n * per, ty = r / g->tw, tx = r - ty * g->tw;
+    int64_t key = -1, n = t0 / per, ty = (t0 - n * per) / g->tw, tx = t0 - n * per - ty * g->tw;
+    for (int l = 0; l < 16 && t0 + l < g->ntiles; ++l, ++tx) {
+        if (tx == g->tw) {             /* the next tile row (or image) */
+            tx = 0;
+            if (++ty == g->th) {
+                ty = 0;
+                ++n;
+            }
+        }
         if (n * g->th + ty != key) {
             key = n * g->th + ty;
             run[nr].x = (n * g->Hq + ty) * g->Wq + tx - l;

@@ -43,7 +43,7 @@ from fastconv._ext import conv2d_im2col as _im2col
 
 cdef extern from "winograd.h" nogil:
     ctypedef struct fc_wn_geo:
-        int64_t N, C, K, H, W, OH, OW, ph, pw, th, tw, Hq, Wq, nslots, ntiles, ld
+        int64_t N, C, K, H, W, OH, OW, ph, pw, th, tw, Hq, Wq, ntiles, ld, ln
     enum:
         FC_WN_TB, FC_WN_KC
     void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K, int64_t H, int64_t W,
@@ -200,7 +200,7 @@ cdef int chunk(const floating *x, const floating *U, const floating *bias, float
     0, 1 (non-finite input) or -1 (no memory)."""
     cdef fc_wn_geo gc
     fc_wn_geometry(&gc, nc, g.C, g.K, g.H, g.W, g.OH, g.OW, g.ph, g.pw)
-    cdef floating *xp = <floating *>fc_scratch(2, 4 * gc.C * gc.ld * sizeof(floating))
+    cdef floating *xp = <floating *>fc_scratch(2, gc.N * gc.ln * sizeof(floating))
     cdef floating *V = <floating *>fc_scratch(0, 16 * gc.C * FC_WN_TB * sizeof(floating))
     cdef floating *M = <floating *>fc_scratch(3, m_size(&gc) * sizeof(floating))
     if xp == NULL or V == NULL or M == NULL:
@@ -240,15 +240,19 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
     if bad:
         return 1
     if g.N >= n_threads:
-        per = 4 * g.C * g.Hq * g.Wq * sizeof(floating)
-        nb = max(1, min((g.N + n_threads - 1) // n_threads, <Py_ssize_t>(CHUNK_BYTES // per)))
+        # chunks of at most CHUNK_BYTES, in a multiple of n_threads chunks of equal size
+        per = g.ln * sizeof(floating)
+        nb = max(1, <Py_ssize_t>(CHUNK_BYTES // per))
+        nchunks = (g.N + nb - 1) // nb
+        nchunks = (nchunks + n_threads - 1) // n_threads * n_threads
+        nb = (g.N + nchunks - 1) // nchunks
         nchunks = (g.N + nb - 1) // nb
         for i in prange(nchunks, num_threads=n_threads, schedule="static"):
             status = chunk(x, U, bias, y, g, i * nb, min(nb, g.N - i * nb))
             nomem += status < 0
             bad += status > 0
         return -1 if nomem else (1 if bad else 0)
-    xp = <floating *>fc_scratch(2, 4 * g.C * g.ld * sizeof(floating))
+    xp = <floating *>fc_scratch(2, g.N * g.ln * sizeof(floating))
     if xp == NULL:
         return -1
     for i in prange(g.C, num_threads=n_threads, schedule="static"):
@@ -377,7 +381,7 @@ cdef int wgrad_group(const float *x, const float *gy, fc_wn_geo *g, Py_ssize_t n
     cdef fc_wn_geo gc
     fc_wn_geometry(&gc, nc, g.C, g.K, g.H, g.W, g.OH, g.OW, g.ph, g.pw)
     cdef Py_ssize_t CP = fc_wn_cpad(g.C), b, t0
-    cdef float *xp = <float *>fc_scratch(2, 4 * gc.C * gc.ld * sizeof(float))
+    cdef float *xp = <float *>fc_scratch(2, gc.N * gc.ln * sizeof(float))
     cdef float *Vt = <float *>fc_scratch(0, 16 * FC_WN_TB * CP * sizeof(float))
     cdef float *Yt = <float *>fc_scratch(3, (16 * g.K * FC_WN_TB + 4096) * sizeof(float))
     if xp == NULL or Vt == NULL or Yt == NULL:

@@ -9,10 +9,10 @@
  *     M[xi] (K x tiles) = U[xi] (K x C) @ V[xi] (C x tiles).
  *
  * Layout. The input is zero-padded and split into its 4 phase planes (even/odd rows x
- * columns), one (Hq x Wq) plane per image (Hq = th + 1, Wq = tw + 1 for th x tw tiles), the
- * images of a channel back to back, so that the tile at slot s = (n*Hq + ty)*Wq + tx reads
- * patch element (r, q) at
- *     phase (r % 2, q % 2), slot s + (r / 2)*Wq + q / 2:
+ * columns) of Hq x Wq (Hq = th + 1, Wq = tw + 1 for th x tw tiles), image by image, channel
+ * by channel (xp + n*ln + (4*c + phase)*ld, ld = Hq*Wq), so that the tile at (ty, tx) of
+ * image n reads patch element (r, q) of channel c at
+ *     phase (r % 2, q % 2), n*ln + (ty + r / 2)*Wq + tx + q / 2:
  * the tiles of one tile row read consecutive floats, and 16 tiles transform in one vector.
  * Tiles are numbered t = (n*th + ty)*tw + tx; a vector of 16 is loaded as one masked load
  * per run of tiles in the same tile row (one run when tw is a multiple of 16, four for 8x8
@@ -39,9 +39,9 @@ typedef struct {
     int64_t ph, pw;                /* y[oh, ow] = sum x[oh + i - ph, ow + j - pw] g[i, j] */
     int64_t th, tw;                /* output tiles per image */
     int64_t Hq, Wq;                /* phase planes: th + 1 rows, tw + 1 columns */
-    int64_t nslots;                /* N * Hq * Wq: the packed planes' length */
     int64_t ntiles;                /* N * th * tw */
-    int64_t ld;                    /* floats from one phase plane set to the next */
+    int64_t ld;                    /* floats from one phase plane to the next (Hq * Wq) */
+    int64_t ln;                    /* floats from one image's planes to the next's */
 } fc_wn_geo;
 
 static inline void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K, int64_t H,
@@ -51,17 +51,17 @@ static inline void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K,
     g->ph = ph; g->pw = pw;
     g->th = (OH + 1) / 2; g->tw = (OW + 1) / 2;
     g->Hq = g->th + 1; g->Wq = g->tw + 1;
-    g->nslots = N * g->Hq * g->Wq;
     g->ntiles = N * g->th * g->tw;
-    g->ld = (g->nslots + 15) / 16 * 16;   /* the last tile reads slot nslots - 1 at most */
+    g->ld = g->Hq * g->Wq;
+    g->ln = 4 * C * g->ld;
 }
 
 static inline int fc_wn_simd(void) { return fc_cpu_target() == FC_CPU_AVX512; }
 
 /* Per-type code: the phase-plane packing, the weight transform and the portable block. */
 #define FC_WN_DEFINE(T, SUF)                                                                   \
-/* Channel c of every image into its 4 phase planes (xp + (4*c + phase)*ld), zeros around and \
- * after. row must hold 2*Wq values. Returns 1 if x's channel holds a NaN or an infinity. */  \
+/* Channel c of every image into its 4 phase planes (xp + n*ln + (4*c + phase)*ld), zeros    \
+ * around. row must hold 2*Wq values. Returns 1 if x's channel holds a NaN or an infinity. */ \
 static int fc_wn_pack_##SUF(const T *x, int64_t c, const fc_wn_geo *g, T *xp, T *row)        \
 {                                                                                              \
     const int64_t Hq = g->Hq, Wq = g->Wq, HW = g->H * g->W, plane = Hq * Wq;                   \
@@ -71,7 +71,7 @@ static int fc_wn_pack_##SUF(const T *x, int64_t c, const fc_wn_geo *g, T *xp, T 
     for (int64_t n = 0; n < g->N; ++n) {                                                       \
         const T *src = x + (n * g->C + c) * HW;                                                \
         for (int64_t pr = 0; pr < 2 * Hq; ++pr) {                                              \
-            T *e = xp + (4 * c + (pr & 1) * 2) * g->ld + n * plane + (pr >> 1) * Wq;           \
+            T *e = xp + n * g->ln + (4 * c + (pr & 1) * 2) * plane + (pr >> 1) * Wq;           \
             T *o = e + g->ld;                                                                  \
             int64_t h = pr - g->ph;                                                            \
             if (h < 0 || h >= g->H || lo >= hi) {                                              \
@@ -89,8 +89,6 @@ static int fc_wn_pack_##SUF(const T *x, int64_t c, const fc_wn_geo *g, T *xp, T 
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
-    for (int ph = 0; ph < 4; ++ph)                                                             \
-        memset(xp + (4 * c + ph) * g->ld + g->nslots, 0, (g->ld - g->nslots) * sizeof(T));     \
     return bad != bad;                                                                         \
 }                                                                                              \
                                                                                                \
@@ -139,7 +137,7 @@ static inline void fc_wn_tiles_##SUF(const fc_wn_geo *g, int64_t t0, int64_t *xo
         xoff[t] = yoff[t] = -1;                                                                \
         if (i >= g->ntiles)                                                                    \
             continue;                                                                          \
-        xoff[t] = (n * g->Hq + ty) * g->Wq + tx;                                               \
+        xoff[t] = n * g->ln + ty * g->Wq + tx;                                                 \
         yoff[t] = n * g->K * g->OH * g->OW + 2 * ty * g->OW + 2 * tx;                          \
         edge[t] = (2 * tx + 1 < g->OW) | (2 * ty + 1 < g->OH) << 1;                            \
     }                                                                                          \
@@ -290,7 +288,7 @@ static int fc_wn_runs(const fc_wn_geo *g, int64_t t0, fc_wn_run *run)
         }
         if (n * g->th + ty != key) {
             key = n * g->th + ty;
-            run[nr].x = (n * g->Hq + ty) * g->Wq + tx - l;
+            run[nr].x = n * g->ln + ty * g->Wq + tx - l;
             run[nr].base = n * g->K * g->OH * g->OW + 2 * ty * g->OW + 2 * tx - 2 * l;
             run[nr].lanes = 0;
             run[nr].row0 = run[nr].row1 = 0;
@@ -326,11 +324,11 @@ fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp)
     const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
     __m512 bad = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
-    for (int64_t c = 0; c < g->C; ++c) {
-        for (int64_t n = 0; n < g->N; ++n) {
+    for (int64_t n = 0; n < g->N; ++n) {       /* x and xp in order: both stream */
+        for (int64_t c = 0; c < g->C; ++c) {
             const float *src = x + (n * g->C + c) * HW;
             for (int64_t pr = 0; pr < 2 * Hq; ++pr) {
-                float *e = xp + (4 * c + (pr & 1) * 2) * g->ld + n * plane + (pr >> 1) * Wq;
+                float *e = xp + n * g->ln + (4 * c + (pr & 1) * 2) * plane + (pr >> 1) * Wq;
                 float *o = e + g->ld;
                 int64_t h = pr - g->ph;
                 if (h < 0 || h >= g->H) {
@@ -357,8 +355,6 @@ fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp)
                 }
             }
         }
-        for (int ph = 0; ph < 4; ++ph)
-            memset(xp + (4 * c + ph) * g->ld + g->nslots, 0, (g->ld - g->nslots) * sizeof(float));
     }
     return _mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q) != 0;
 }

@@ -240,15 +240,15 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
     if bad:
         return 1
     if g.N >= n_threads:
-        # chunks of at most CHUNK_BYTES, in a multiple of n_threads chunks of equal size
+        # chunks of at most CHUNK_BYTES (or one image), a multiple of n_threads of them
+        # (at most N), their sizes differing by at most one image
         per = g.ln * sizeof(floating)
         nb = max(1, <Py_ssize_t>(CHUNK_BYTES // per))
         nchunks = (g.N + nb - 1) // nb
-        nchunks = (nchunks + n_threads - 1) // n_threads * n_threads
-        nb = (g.N + nchunks - 1) // nchunks
-        nchunks = (g.N + nb - 1) // nb
+        nchunks = min(g.N, (nchunks + n_threads - 1) // n_threads * n_threads)
         for i in prange(nchunks, num_threads=n_threads, schedule="static"):
-            status = chunk(x, U, bias, y, g, i * nb, min(nb, g.N - i * nb))
+            status = chunk(x, U, bias, y, g, i * g.N // nchunks,
+                           (i + 1) * g.N // nchunks - i * g.N // nchunks)
             nomem += status < 0
             bad += status > 0
         return -1 if nomem else (1 if bad else 0)

@@ -237,33 +237,40 @@ FC_WN_DEFINE(float, f32)
 FC_WN_DEFINE(double, f64)
 
 #if FC_CPU_X86
-/* 8 output channels x nv*16 slots of M[xi] = U[xi] @ V[xi]: up to 24 accumulators; rows
- * past mr repeat the last one and are not stored. Each sum runs over c in order. */
+/* o[r][0 .. 16*nv) = (or += with accumulate) sum over k < K of a[r*lda + k] * b[k*ldb + 0 ..
+ * 16*nv) for rows r < mr: an outer-product register tile of MR rows x nv vectors (MR*nv <=
+ * 24 accumulators), rows past mr repeating the last one and not stored. Each sum runs over
+ * k in order. The forward's M[xi] = U[xi] @ V[xi] (8 x 48) and the weight gradient's
+ * dU[xi] += Yt[xi] @ Vt[xi] (6 x 64, winograd_wgrad.h). */
 static inline __attribute__((always_inline, target("avx512f"))) void
-fc_wn_gemm_tile(const float *u0, int64_t C, int mr, const float *vx, float *m, int nv)
+fc_wn_outer(const float *a, int64_t lda, int mr, const float *b, int64_t ldb, int64_t K,
+            float *o, int64_t ldo, const int MR, const int nv, const int accumulate)
 {
-    __m512 acc[8][3];
-    const float *u[8];
-    for (int r = 0; r < 8; ++r) {
-        u[r] = u0 + (r < mr ? r : mr - 1) * C;
-        for (int v = 0; v < 3; ++v)
-            acc[r][v] = _mm512_setzero_ps();
+    __m512 acc[8][4];
+    const float *ar[8];
+    for (int r = 0; r < MR; ++r) {
+        ar[r] = a + (r < mr ? r : mr - 1) * lda;
+        for (int j = 0; j < nv; ++j)
+            acc[r][j] = _mm512_setzero_ps();
     }
-    for (int64_t c = 0; c < C; ++c) {
-        __m512 b[3];
-        for (int v = 0; v < nv; ++v)
-            b[v] = _mm512_loadu_ps(vx + c * FC_WN_TB + 16 * v);
-        for (int r = 0; r < 8; ++r) {
-            __m512 a = _mm512_set1_ps(u[r][c]);
-            for (int v = 0; v < nv; ++v)
-                acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    for (int64_t k = 0; k < K; ++k) {
+        __m512 bv[4];
+        for (int j = 0; j < nv; ++j)
+            bv[j] = _mm512_loadu_ps(b + k * ldb + 16 * j);
+        for (int r = 0; r < MR; ++r) {
+            __m512 x = _mm512_set1_ps(ar[r][k]);
+            for (int j = 0; j < nv; ++j)
+                acc[r][j] = _mm512_fmadd_ps(x, bv[j], acc[r][j]);
         }
     }
-    for (int r = 0; r < 8; ++r) {
+    for (int r = 0; r < MR; ++r) {
         if (r >= mr)
             break;
-        for (int v = 0; v < nv; ++v)
-            _mm512_storeu_ps(m + r * FC_WN_TB + 16 * v, acc[r][v]);
+        for (int j = 0; j < nv; ++j) {
+            float *d = o + r * ldo + 16 * j;
+            _mm512_storeu_ps(d, accumulate ? _mm512_add_ps(_mm512_loadu_ps(d), acc[r][j])
+                                           : acc[r][j]);
+        }
     }
 }
 
@@ -359,6 +366,30 @@ fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp)
     return _mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q) != 0;
 }
 
+/* B^T d B of one channel's 16 tiles (the runs of a vector; p: the channel's first phase
+ * plane): transformed position xi stored at o + xi*xs. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+fc_wn_input(const float *p, int64_t ld, int64_t Wq, const fc_wn_run *ru, int nr, float *o,
+            int64_t xs)
+{
+    __m512 b[4][4];
+    for (int q = 0; q < 4; ++q) {     /* B^T d, one column of the patch at a time */
+        const float *pq = p + (q & 1) * ld + (q >> 1);
+        __m512 d0 = fc_wn_load(pq, ru, nr), d1 = fc_wn_load(pq + 2 * ld, ru, nr);
+        __m512 d2 = fc_wn_load(pq + Wq, ru, nr), d3 = fc_wn_load(pq + 2 * ld + Wq, ru, nr);
+        b[0][q] = _mm512_sub_ps(d0, d2);
+        b[1][q] = _mm512_add_ps(d1, d2);
+        b[2][q] = _mm512_sub_ps(d2, d1);
+        b[3][q] = _mm512_sub_ps(d1, d3);
+    }
+    for (int r = 0; r < 4; ++r) {
+        _mm512_storeu_ps(o + (4 * r + 0) * xs, _mm512_sub_ps(b[r][0], b[r][2]));
+        _mm512_storeu_ps(o + (4 * r + 1) * xs, _mm512_add_ps(b[r][1], b[r][2]));
+        _mm512_storeu_ps(o + (4 * r + 2) * xs, _mm512_sub_ps(b[r][2], b[r][1]));
+        _mm512_storeu_ps(o + (4 * r + 3) * xs, _mm512_sub_ps(b[r][1], b[r][3]));
+    }
+}
+
 /* The float32 block of nv*16 tiles from t0 with AVX-512: fc_wn_block_generic_f32's formulas
  * (its sums also run over c in order, but without fused multiply-adds). */
 static __attribute__((target("avx512f"))) void
@@ -374,26 +405,7 @@ fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U, const float
     for (int64_t c = 0; c < C; ++c) {
         const float *p = xp + 4 * c * ld;
         for (int v = 0; v < nv; ++v) {
-            __m512 b[4][4];
-            const fc_wn_run *ru = runs[v];
-            int nr = nruns[v];
-            for (int q = 0; q < 4; ++q) {     /* B^T d, one column of the patch at a time */
-                const float *pq = p + (q & 1) * ld + (q >> 1);
-                __m512 d0 = fc_wn_load(pq, ru, nr), d1 = fc_wn_load(pq + 2 * ld, ru, nr);
-                __m512 d2 = fc_wn_load(pq + Wq, ru, nr);
-                __m512 d3 = fc_wn_load(pq + 2 * ld + Wq, ru, nr);
-                b[0][q] = _mm512_sub_ps(d0, d2);
-                b[1][q] = _mm512_add_ps(d1, d2);
-                b[2][q] = _mm512_sub_ps(d2, d1);
-                b[3][q] = _mm512_sub_ps(d1, d3);
-            }
-            float *o = V + c * TB + 16 * v;
-            for (int r = 0; r < 4; ++r) {
-                _mm512_storeu_ps(o + (4 * r + 0) * C * TB, _mm512_sub_ps(b[r][0], b[r][2]));
-                _mm512_storeu_ps(o + (4 * r + 1) * C * TB, _mm512_add_ps(b[r][1], b[r][2]));
-                _mm512_storeu_ps(o + (4 * r + 2) * C * TB, _mm512_sub_ps(b[r][2], b[r][1]));
-                _mm512_storeu_ps(o + (4 * r + 3) * C * TB, _mm512_sub_ps(b[r][1], b[r][3]));
-            }
+            fc_wn_input(p, ld, Wq, runs[v], nruns[v], V + c * TB + 16 * v, C * TB);
         }
     }
     const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
@@ -405,12 +417,13 @@ fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U, const float
                 const float *u0 = U + (xi * K + k0 + m0) * C;
                 float *m = M + (xi * FC_WN_KC + m0) * TB;
                 int mr = nk - m0 < 8 ? (int)(nk - m0) : 8;
+                const float *vx = V + xi * C * TB;
                 if (nv == 3)
-                    fc_wn_gemm_tile(u0, C, mr, V + xi * C * TB, m, 3);
+                    fc_wn_outer(u0, C, mr, vx, TB, C, m, TB, 8, 3, 0);
                 else if (nv == 2)
-                    fc_wn_gemm_tile(u0, C, mr, V + xi * C * TB, m, 2);
+                    fc_wn_outer(u0, C, mr, vx, TB, C, m, TB, 8, 2, 0);
                 else
-                    fc_wn_gemm_tile(u0, C, mr, V + xi * C * TB, m, 1);
+                    fc_wn_outer(u0, C, mr, vx, TB, C, m, TB, 8, 1, 0);
             }
         for (int64_t kk = 0; kk < nk; ++kk) {
             __m512 bk = _mm512_set1_ps(bias ? bias[k0 + kk] : 0.0f);

@@ -71,37 +71,6 @@ fc_wn_transpose16(__m512 r[16])
     }
 }
 
-/* o[r][0 .. 16*ncv) += sum over t < nt of y0[r*TB + t] * vt[t*CP + 0 .. 16*ncv), r < mr
- * (rows of o CP apart): 6 x ncv accumulators over the block's tiles. */
-static inline __attribute__((always_inline, target("avx512f"))) void
-fc_wn_wg_tile(const float *y0, int mr, const float *vt, int64_t CP, int nt, float *o, int ncv)
-{
-    __m512 acc[6][4];
-    const float *yr[6];
-    for (int r = 0; r < 6; ++r) {
-        yr[r] = y0 + (r < mr ? r : mr - 1) * FC_WN_TB;
-        for (int j = 0; j < 4; ++j)
-            acc[r][j] = _mm512_setzero_ps();
-    }
-    for (int t = 0; t < nt; ++t) {
-        __m512 bv[4];
-        for (int j = 0; j < ncv; ++j)
-            bv[j] = _mm512_loadu_ps(vt + t * CP + 16 * j);
-        for (int r = 0; r < 6; ++r) {
-            __m512 a = _mm512_set1_ps(yr[r][t]);
-            for (int j = 0; j < ncv; ++j)
-                acc[r][j] = _mm512_fmadd_ps(a, bv[j], acc[r][j]);
-        }
-    }
-    for (int r = 0; r < 6; ++r) {
-        if (r >= mr)
-            break;
-        for (int j = 0; j < ncv; ++j)
-            _mm512_storeu_ps(o + r * CP + 16 * j,
-                             _mm512_add_ps(_mm512_loadu_ps(o + r * CP + 16 * j), acc[r][j]));
-    }
-}
-
 /* The block of nv*16 tiles from t0: add its Yt[xi] @ Vt[xi] into dU (16, K, CP). gy is
  * grad_out of g's images. Vt: 16*TB*CP floats, Yt: 16*K*TB, tmp: 16*16*16. Returns 1 if
  * the block's grad_out holds a NaN or an infinity. */
@@ -121,30 +90,12 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
         int nr = nruns[v];
         for (int64_t c0 = 0; c0 < CP; c0 += 16) {
             for (int cc = 0; cc < 16; ++cc) {
-                __m512 b[4][4];
                 if (c0 + cc >= C) {
                     for (int xi = 0; xi < 16; ++xi)
                         _mm512_storeu_ps(tmp + (xi * 16 + cc) * 16, _mm512_setzero_ps());
                     continue;
                 }
-                const float *p = xp + 4 * (c0 + cc) * ld;
-                for (int q = 0; q < 4; ++q) {
-                    const float *pq = p + (q & 1) * ld + (q >> 1);
-                    __m512 d0 = fc_wn_load(pq, ru, nr), d1 = fc_wn_load(pq + 2 * ld, ru, nr);
-                    __m512 d2 = fc_wn_load(pq + Wq, ru, nr);
-                    __m512 d3 = fc_wn_load(pq + 2 * ld + Wq, ru, nr);
-                    b[0][q] = _mm512_sub_ps(d0, d2);
-                    b[1][q] = _mm512_add_ps(d1, d2);
-                    b[2][q] = _mm512_sub_ps(d2, d1);
-                    b[3][q] = _mm512_sub_ps(d1, d3);
-                }
-                for (int r = 0; r < 4; ++r) {
-                    float *o = tmp + (4 * r * 16 + cc) * 16;
-                    _mm512_storeu_ps(o, _mm512_sub_ps(b[r][0], b[r][2]));
-                    _mm512_storeu_ps(o + 256, _mm512_add_ps(b[r][1], b[r][2]));
-                    _mm512_storeu_ps(o + 512, _mm512_sub_ps(b[r][2], b[r][1]));
-                    _mm512_storeu_ps(o + 768, _mm512_sub_ps(b[r][1], b[r][3]));
-                }
+                fc_wn_input(xp + 4 * (c0 + cc) * ld, ld, Wq, ru, nr, tmp + cc * 16, 256);
             }
             for (int xi = 0; xi < 16; ++xi) {
                 __m512 r[16];
@@ -202,11 +153,11 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
             float *o = dU + (xi * K + k0) * CP;
             int64_t c0 = 0;
             for (; c0 + 64 <= CP; c0 += 64)
-                fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 4);
+                fc_wn_outer(y0, TB, mr, vt + c0, CP, 16 * nv, o + c0, CP, 6, 4, 1);
             switch ((CP - c0) / 16) {
-            case 3: fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 3); break;
-            case 2: fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 2); break;
-            case 1: fc_wn_wg_tile(y0, mr, vt + c0, CP, 16 * nv, o + c0, 1); break;
+            case 3: fc_wn_outer(y0, TB, mr, vt + c0, CP, 16 * nv, o + c0, CP, 6, 3, 1); break;
+            case 2: fc_wn_outer(y0, TB, mr, vt + c0, CP, 16 * nv, o + c0, CP, 6, 2, 1); break;
+            case 1: fc_wn_outer(y0, TB, mr, vt + c0, CP, 16 * nv, o + c0, CP, 6, 1, 1); break;
             }
         }
     return 0;

@@ -22,6 +22,18 @@ def assert_close(actual, expected, dtype=None, tol=None, what=""):
         assert err <= tol * scale, f"{what}: max abs err {err:.3g} > {tol:.1g} x {scale:.3g}"
 
 
+def conv_passes(mod, x, w, b, gy, geo, threads):
+    """(forward, backward_input, backward_weight) of conv kernel module ``mod`` (geo: the
+    kernels' geometry arguments), outputs pre-filled with NaN so an unwritten one shows."""
+    y = np.full(gy.shape, np.nan, x.dtype)
+    mod.forward(x, w, b, y, *geo, threads)
+    gx = np.full_like(x, np.nan)
+    mod.backward_input(gy, w, gx, *geo, threads)
+    gw = np.full_like(w, np.nan)
+    mod.backward_weight(x, gy, gw, *geo, threads)
+    return y, gx, gw
+
+
 def run_python(args, env=None, timeout=600, **kwargs):
     """``subprocess.run([python, *args])`` against the same fastconv this process imported.
 

@@ -18,7 +18,7 @@ import pytest
 from fastconv._ext import conv2d_direct as D
 from fastconv._ext import conv2d_im2col as K
 from fastconv.reference import conv as R
-from fctest import assert_close, run_python
+from fctest import assert_close, conv_passes, run_python
 
 # (N, C_in, H, W, C_out, kh, kw, padding, dilation, groups)
 CASES = [
@@ -52,16 +52,6 @@ def _arrays(case, dtype, rng):
     return x, wt, b, gy, (1, 1, *p, *d, g)
 
 
-def _passes(mod, x, w, b, gy, geo, threads):
-    y = np.empty(gy.shape, x.dtype)
-    mod.forward(x, w, b, y, *geo, threads)
-    gx = np.full_like(x, np.nan)
-    mod.backward_input(gy, w, gx, *geo, threads)
-    gw = np.full_like(w, np.nan)
-    mod.backward_weight(x, gy, gw, *geo, threads)
-    return y, gx, gw
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES)
 def test_matches_reference_and_direct(case, dtype, rng):
@@ -70,8 +60,8 @@ def test_matches_reference_and_direct(case, dtype, rng):
     want = (R.conv2d(x, w, b, 1, p, d, g),
             R.conv2d_backward_input(gy, w, x.shape, 1, p, d, g),
             R.conv2d_backward_weight(x, gy, w.shape, 1, p, d, g))
-    got = _passes(K, x, w, b, gy, geo, 2)
-    direct = _passes(D, x, w, b, gy, geo, 2)
+    got = conv_passes(K, x, w, b, gy, geo, 2)
+    direct = conv_passes(D, x, w, b, gy, geo, 2)
     for name, a, r, o in zip(("forward", "backward_input", "backward_weight"), got, want,
                              direct):
         assert_close(a, r, what=name)
@@ -81,9 +71,9 @@ def test_matches_reference_and_direct(case, dtype, rng):
 @pytest.mark.parametrize("case", CASES)
 def test_bit_identical_for_any_thread_count(case, rng):
     x, w, b, gy, geo = _arrays(case, np.float32, rng)
-    first = _passes(K, x, w, b, gy, geo, 1)
+    first = conv_passes(K, x, w, b, gy, geo, 1)
     for threads in (2, 3, 4):
-        for a, o in zip(first, _passes(K, x, w, b, gy, geo, threads)):
+        for a, o in zip(first, conv_passes(K, x, w, b, gy, geo, threads)):
             np.testing.assert_array_equal(a, o)
 
 
@@ -133,7 +123,7 @@ def test_output_larger_than_the_symmetric_padding_gives(k, d, rng):
     want = (R.conv2d(xpad, w, b, 1, p, d, 1),
             R.conv2d_backward_input(gy, w, xpad.shape, 1, p, d, 1)[:, :, :-1, :-1],
             R.conv2d_backward_weight(xpad, gy, w.shape, 1, p, d, 1))
-    for a, r, name in zip(_passes(K, x, w, b, gy, geo, 2), want,
+    for a, r, name in zip(conv_passes(K, x, w, b, gy, geo, 2), want,
                           ("forward", "backward_input", "backward_weight")):
         assert_close(a, r, what=name)
 

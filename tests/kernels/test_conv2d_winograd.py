@@ -21,7 +21,7 @@ import fastconv.functional as F
 from fastconv._ext import conv2d_im2col as K
 from fastconv._ext import conv2d_winograd as W
 from fastconv.reference import conv as R
-from fctest import assert_close, run_python
+from fctest import assert_close, conv_passes, run_python
 
 # (N, C_in, H, W, C_out, (pad_h, pad_w))
 CASES = [
@@ -49,16 +49,6 @@ def _arrays(case, dtype, rng):
     return x, wt, b, gy, (1, 1, *p, 1, 1, 1)
 
 
-def _passes(mod, x, w, b, gy, geo, threads):
-    y = np.full(gy.shape, np.nan, x.dtype)
-    mod.forward(x, w, b, y, *geo, threads)
-    gx = np.full_like(x, np.nan)
-    mod.backward_input(gy, w, gx, *geo, threads)
-    gw = np.full_like(w, np.nan)
-    mod.backward_weight(x, gy, gw, *geo, threads)
-    return y, gx, gw
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES)
 def test_matches_reference_and_im2col(case, dtype, rng):
@@ -66,8 +56,8 @@ def test_matches_reference_and_im2col(case, dtype, rng):
     p = geo[2:4]
     want = (R.conv2d(x, w, b, 1, p, 1, 1), R.conv2d_backward_input(gy, w, x.shape, 1, p, 1, 1),
             R.conv2d_backward_weight(x, gy, w.shape, 1, p, 1, 1))
-    got = _passes(W, x, w, b, gy, geo, 2)
-    other = _passes(K, x, w, b, gy, geo, 2)
+    got = conv_passes(W, x, w, b, gy, geo, 2)
+    other = conv_passes(K, x, w, b, gy, geo, 2)
     for name, a, r, o in zip(("forward", "backward_input", "backward_weight"), got, want,
                              other):
         assert_close(a, r, what=name)
@@ -79,9 +69,9 @@ def test_matches_reference_and_im2col(case, dtype, rng):
 @pytest.mark.parametrize("case", CASES)
 def test_bit_identical_for_any_thread_count(case, rng):
     x, w, b, gy, geo = _arrays(case, np.float32, rng)
-    first = _passes(W, x, w, b, gy, geo, 1)
+    first = conv_passes(W, x, w, b, gy, geo, 1)
     for threads in (2, 3):
-        for a, o in zip(first, _passes(W, x, w, b, gy, geo, threads)):
+        for a, o in zip(first, conv_passes(W, x, w, b, gy, geo, threads)):
             np.testing.assert_array_equal(a, o)
 
 
@@ -120,7 +110,7 @@ def test_non_finite_values_give_im2col_results(where, bad, n, rng):
     inf: the passes that see such a value run conv2d_im2col, bit for bit."""
     x, w, b, gy, geo = _arrays((n, 8, 6, 7, 8, (1, 1)), np.float32, rng)
     {"x": x, "gy": gy, "w": w}[where][0, 3, 2, 1] = bad
-    got, want = _passes(W, x, w, b, gy, geo, 2), _passes(K, x, w, b, gy, geo, 2)
+    got, want = conv_passes(W, x, w, b, gy, geo, 2), conv_passes(K, x, w, b, gy, geo, 2)
     sees = {"x": ("forward", "backward_weight"), "gy": ("backward_input", "backward_weight"),
             "w": ("forward", "backward_input")}[where]
     for name, a, o in zip(("forward", "backward_input", "backward_weight"), got, want):
@@ -191,9 +181,9 @@ def test_dilation_runs_on_the_phases(case, dtype, rng):
     geo = (1, 1, *p, *d, 1)
     want = (R.conv2d(x, wt, b, 1, p, d, 1), R.conv2d_backward_input(gy, wt, x.shape, 1, p, d, 1),
             R.conv2d_backward_weight(x, gy, wt.shape, 1, p, d, 1))
-    got = [_passes(W, x, wt, b, gy, geo, t) for t in (1, 2, 3)]
+    got = [conv_passes(W, x, wt, b, gy, geo, t) for t in (1, 2, 3)]
     for name, a, r, o in zip(("forward", "backward_input", "backward_weight"), got[0], want,
-                             _passes(K, x, wt, b, gy, geo, 2)):
+                             conv_passes(K, x, wt, b, gy, geo, 2)):
         assert_close(a, r, what=name)
         assert_close(a, o, what=name + " vs conv2d_im2col")
     for other in got[1:]:

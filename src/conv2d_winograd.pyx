@@ -219,7 +219,7 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
 
     With at least n_threads images, chunks of images run in parallel, each thread packing
     its own chunk (which then stays in its L2). Otherwise the channels are packed in
-    parallel into one buffer and the blocks of slots run in parallel. Scratch slots: the
+    parallel into one buffer and the blocks of tiles run in parallel. Scratch slots: the
     calling thread keeps U in 1 (and the shared packing in 2); every thread uses 0, 2 and 3
     for its V, packed chunk and M."""
     cdef floating *U = <floating *>fc_scratch(1, 16 * g.K * g.C * sizeof(floating))
@@ -318,7 +318,7 @@ def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                    out.shape[2], out.shape[3], pad_h, pad_w)
     if g.N == 0 or g.K == 0 or g.OH * g.OW == 0:
         return
-    if g.C == 0:
+    if g.C == 0 or g.H * g.W == 0:         # only padding under the windows: out = bias
         out[...] = 0
         if bias.shape[0] > 0:
             np.asarray(out)[...] += np.asarray(bias)[:, None, None]
@@ -418,7 +418,7 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     fc_wn_geometry(&g, x.shape[0], x.shape[1], grad_out.shape[1], x.shape[2], x.shape[3],
                    grad_out.shape[2], grad_out.shape[3], pad_h, pad_w)
     if floating is double or not fc_wn_simd() or g.N == 0 or g.C == 0 or g.K == 0 or \
-            g.OH * g.OW == 0:
+            g.OH * g.OW == 0 or g.H * g.W == 0:
         _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,
                                 dil_h, dil_w, groups, n_threads)
         return

@@ -133,6 +133,15 @@ def test_empty_and_degenerate_shapes():
     gx = np.full((2, 3, 5, 5), np.nan, f)                  # no output channels: gx = 0
     W.backward_input(np.ones((2, 0, 5, 5), f), np.ones((0, 3, 3, 3), f), gx, *geo, 2)
     np.testing.assert_array_equal(gx, 0)
+    # an empty image under padding 2: every window sees only zeros
+    x0, w0, b0 = np.ones((2, 3, 0, 4), f), np.ones((4, 3, 3, 3), f), np.arange(4, dtype=f)
+    xt, wt = fc.Tensor(x0, requires_grad=True), fc.Tensor(w0, requires_grad=True)
+    y = F.conv2d(xt, wt, b0, padding=2, algorithm="winograd")
+    assert y.shape == (2, 4, 2, 6)
+    np.testing.assert_array_equal(y.data, np.broadcast_to(b0[:, None, None], y.shape))
+    y.backward(np.ones(y.shape, f))
+    assert xt.grad.shape == x0.shape
+    np.testing.assert_array_equal(wt.grad, 0)
 
 
 def test_rejects_what_it_does_not_compute():

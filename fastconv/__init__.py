@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 from ._config import build_info, get_num_threads, manual_seed, set_num_threads
 from ._malloc import tune_malloc as _tune_malloc
 
-_tune_malloc()
+_tune_malloc()   # freed activations stay mapped between training steps (see _malloc)
 from .autograd import Function, is_grad_enabled, no_grad
 from .gradcheck import gradcheck
 from .tensor import Tensor, tensor

@@ -4,8 +4,9 @@ A training step allocates and frees the same large activations and gradients eve
 glibc's default serves blocks of a few MB from the heap but returns the heap's free top to
 the system once it exceeds twice the largest block freed so far, so the next step faults
 every page back in, and the kernel zeroes each one: 10% of a resnet20 step on the dev
-machine, where setting the two thresholds below made the step 1.25x faster (400 -> 300 ms,
-batch 64, 2 threads). PyTorch's caching allocator keeps its blocks in the same way.
+machine, where the two thresholds below made the step 1.25x faster (290-299 ms against
+366-381 ms, batch 64, 2 threads). A caching allocator (PyTorch's on GPUs) keeps its blocks
+the same way.
 
 Called once at import. Blocks up to 32 MiB (glibc's largest threshold) come from the heap,
 and up to 256 MiB of free heap top stays mapped. ``FASTCONV_MALLOC_TUNING=0`` in the

@@ -31,7 +31,7 @@
 #include <string.h>
 #include "cpu_dispatch.h"
 
-/* slots per block (3 vectors of 16) and output channels per GEMM slice */
+/* tiles per block (3 vectors of 16) and output channels per GEMM slice */
 enum { FC_WN_TB = 48, FC_WN_KC = 64 };
 
 typedef struct {
@@ -124,10 +124,10 @@ static int fc_wn_weights_##SUF(const T *w, int64_t k, int flip, const fc_wn_geo 
     return bad != bad;                                                                         \
 }                                                                                              \
                                                                                                \
-/* Where the block's tiles t0 .. t0 + TB - 1 read and store: xoff[t] = the tile's slot in  \
- * the packed planes, or -1 past the last tile; yoff[t] = the offset of its top-left output  \
- * in channel 0 of y; edge[t] bit 0: the tile has a second column, bit 1: a second row.      \
- * Computed once per block, not per channel. */                                              \
+/* Where the block's tiles t0 .. t0 + TB - 1 read and store: xoff[t] = the tile's offset       \
+ * in the packed planes, or -1 past the last tile; yoff[t] = the offset of its top-left        \
+ * output in channel 0 of y; edge[t] bit 0: the tile has a second column, bit 1: a second      \
+ * row. Computed once per block, not per channel. */                                           \
 static inline void fc_wn_tiles_##SUF(const fc_wn_geo *g, int64_t t0, int64_t *xoff,           \
                                      int64_t *yoff, unsigned char *edge)                       \
 {                                                                                              \

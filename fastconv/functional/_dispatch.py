@@ -60,9 +60,9 @@ def is_winograd(p):
 
 def winograd_pays(p):
     """float32 on AVX-512 with enough channels for the 16 GEMMs to outweigh the transforms.
-    Measured at 2 threads against im2col (forward, input gradient, weight gradient): 0.86x,
-    0.85x, 0.70x with 32 channels in and out (resnet20's 16x16 layers); 0.55x, 0.52x, 0.49x
-    with 64 (resnet_cifar_64); even with 16 (1.10x, 1.06x, 0.96x), which stays on im2col."""
+    Measured at 2 threads against im2col, the three passes of a training step together
+    (interleaved runs): 0.76-0.84x of the time with 32 channels in and out (resnet20's 16x16
+    layers), 0.52-0.67x with 64; even with 16 (0.96-1.04x), which stays on im2col."""
     return p.itemsize == 4 and WINOGRAD_SIMD and min(p.c_in, p.c_out) >= 32
 
 

@@ -79,6 +79,20 @@ def _out_size(op, size, k, s, p, d, name):
     return (size + 2 * p - eff) // s + 1
 
 
+# What each algorithm of SPECIALISED needs, said against the parameters it was given.
+_DOMAINS = {
+    "depthwise": lambda p: (
+        f"needs groups == in_channels (depthwise): expected groups == {p.c_in} > 1 and "
+        f"out_channels a multiple of it, got in_channels={p.c_in}, groups={p.groups}, "
+        f"out_channels={p.c_out}"),
+    "winograd": lambda p: (
+        f"(Winograd F(2x2, 3x3)): expected a 3x3 kernel, stride 1, groups 1 and dilation 1 "
+        f"(or a dilation dividing the input size and the padding), got kernel {p.kh}x{p.kw}, "
+        f"stride {tuple(p.stride)}, dilation {tuple(p.dilation)}, groups {p.groups}, input "
+        f"{p.h}x{p.w}, padding {tuple(p.padding)}"),
+}
+
+
 def _pick_algorithm(op, algorithm, params, need_grad):
     if algorithm is None:
         return select_conv_algorithm(params, need_grad)
@@ -86,18 +100,8 @@ def _pick_algorithm(op, algorithm, params, need_grad):
         raise ValueError(f"{op}: expected algorithm to be None or one of "
                          f"{conv_algorithms()}, got {algorithm!r}")
     domain = SPECIALISED.get(algorithm)
-    if domain is not None and not domain(params) and algorithm == "depthwise":
-        raise ValueError(f"{op}: algorithm {algorithm!r} needs groups == in_channels "
-                         f"(depthwise): expected groups == {params.c_in} > 1 and out_channels "
-                         f"a multiple of it, got in_channels={params.c_in}, "
-                         f"groups={params.groups}, out_channels={params.c_out}")
     if domain is not None and not domain(params):
-        raise ValueError(f"{op}: algorithm {algorithm!r} (Winograd F(2x2, 3x3)): expected "
-                         f"a 3x3 kernel, stride 1, groups 1 and dilation 1 (or a dilation "
-                         f"dividing the input size and the padding), got kernel "
-                         f"{params.kh}x{params.kw}, stride {tuple(params.stride)}, dilation "
-                         f"{tuple(params.dilation)}, groups {params.groups}, input "
-                         f"{params.h}x{params.w}, padding {tuple(params.padding)}")
+        raise ValueError(f"{op}: algorithm {algorithm!r} {_DOMAINS[algorithm](params)}")
     return algorithm
 
 

@@ -3,7 +3,7 @@
 Each pass is checked against the NumPy reference and against conv2d_im2col on the same
 inputs, over the geometries on both sides of every switch in the kernel: the batch-parallel
 path (N >= threads, chunks of images packed per thread) and the shared one (N < threads);
-blocks of 48 tile slots whose vectors cross tile rows and images; more than FC_WN_KC = 64
+blocks of 48 tiles whose vectors cross tile rows and images; more than FC_WN_KC = 64
 output channels; odd output sizes (tiles cut at the edge); rows wider than one vector of
 tiles; padding 0 to 3, asymmetric. Also: the portable path (FASTCONV_SIMD_TARGET=generic)
 against the same oracles, results bit for bit the same for any thread count, and NaN or
@@ -27,7 +27,7 @@ from fctest import assert_close, conv_passes, run_python
 CASES = [
     (2, 3, 9, 8, 4, (1, 1)),        # odd height: the last tile row is cut
     (1, 5, 7, 7, 6, (0, 0)),        # N = 1 < threads: the shared path
-    (3, 16, 8, 8, 8, (1, 1)),       # 8x8: 16-slot vectors span 4 tile rows and 2 images
+    (3, 16, 8, 8, 8, (1, 1)),       # 8x8: vectors of 16 tiles span 4 tile rows
     (2, 8, 5, 6, 9, (2, 2)),
     (1, 4, 3, 3, 5, (0, 0)),        # a 1x1 output
     (2, 17, 13, 11, 70, (1, 1)),    # > 64 output channels (two slices), not a multiple of 8

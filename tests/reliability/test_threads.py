@@ -172,10 +172,19 @@ def step():
     loss.backward()
     opt.step()
 
+def settle(timeout=10.0):
+    # NumPy's OpenBLAS workers start (at import) and end each call spinning for a while
+    # before they sleep; wait until only this thread runs, so that the samples below see the
+    # steps' own threads (a BLAS thread spinning during a step still counts)
+    t0 = time.time()
+    while running(threading.get_native_id()) > 0 and time.time() - t0 < timeout:
+        time.sleep(0.01)
+
 out = {}
 for n in (1, 2):
     fc.set_num_threads(n)
     step()
+    settle()
     counts, stop = Counter(), threading.Event()
     def sample():
         me = threading.get_native_id()
@@ -197,7 +206,8 @@ def test_running_threads_never_exceed_the_requested_count():
     """A training step (conv, depthwise, transposed conv, BatchNorm, pooling, GEMM) in a
     fresh process, at 1 and 2 threads, with a sampler thread counting the threads in state R
     (running or runnable); oversubscription (OpenMP teams inside BLAS threads, or BLAS
-    threads spinning beside a kernel) would show more."""
+    threads spinning beside a kernel) would show more. Sampling starts once NumPy's BLAS
+    workers have stopped the spinning they start with (a CI run once caught it)."""
     r = run_python(["-c", _SAMPLER, "8"], timeout=300)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])

@@ -242,6 +242,11 @@ def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     cdef const floating *b = NULL
     if g.N == 0 or g.C_out == 0 or g.P == 0:
         return
+    if g.C_in == 0 or g.H * g.W == 0:       # no window sees a pixel: out = bias
+        out[...] = 0
+        if bias.shape[0] > 0:
+            np.asarray(out)[...] += np.asarray(bias)[:, None, None]
+        return
     if bias.shape[0] > 0:
         b = &bias[0]
     taps = set_taps(&g)
@@ -530,7 +535,7 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     cdef floating beta
     if g.C_out == 0 or g.K == 0:
         return
-    if g.N == 0 or g.P == 0:
+    if g.N == 0 or g.P == 0 or g.H * g.W == 0:      # no window sees a pixel
         grad_weight[...] = 0
         return
     # The row-offset form multiplies the junk columns' zeros in gy' by real pixels: exact

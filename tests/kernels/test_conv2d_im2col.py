@@ -188,3 +188,18 @@ def test_stride2_phase_form(case, dtype, rng):
     for y, gw in results[1:]:
         np.testing.assert_array_equal(y, results[0][0])
         np.testing.assert_array_equal(gw, results[0][1])
+
+
+def test_an_image_with_no_pixels_under_padding():
+    """H = 0 with padding 2: every window sees only padding, so out = bias and the weight
+    gradient is 0 (no pointer into the empty image: checked by the bounds-checked build)."""
+    f = np.float32
+    x, w, b = np.ones((2, 3, 0, 4), f), np.ones((4, 3, 3, 3), f), np.arange(4, dtype=f)
+    y = np.full((2, 4, 2, 6), np.nan, f)
+    K.forward(x, w, b, y, 1, 1, 2, 2, 1, 1, 1, 2)
+    np.testing.assert_array_equal(y, np.broadcast_to(b[:, None, None], y.shape))
+    gw = np.full_like(w, np.nan)
+    K.backward_weight(x, np.ones_like(y), gw, 1, 1, 2, 2, 1, 1, 1, 2)
+    np.testing.assert_array_equal(gw, 0)
+    gx = np.full_like(x, np.nan)
+    K.backward_input(np.ones_like(y), w, gx, 1, 1, 2, 2, 1, 1, 1, 2)

@@ -318,17 +318,15 @@ def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                    out.shape[2], out.shape[3], pad_h, pad_w)
     if g.N == 0 or g.K == 0 or g.OH * g.OW == 0:
         return
-    if g.C == 0 or g.H * g.W == 0:         # only padding under the windows: out = bias
-        out[...] = 0
-        if bias.shape[0] > 0:
-            np.asarray(out)[...] += np.asarray(bias)[:, None, None]
-        return
     if bias.shape[0] > 0:
         b = &bias[0]
-    with nogil:
-        status = run(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], False, b, &out[0, 0, 0, 0], &g,
-                     n_threads)
-    if status == 1:
+    # no pixel under any window (only padding): im2col's forward gives the bias
+    status = 1
+    if g.C > 0 and g.H * g.W > 0:
+        with nogil:
+            status = run(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], False, b, &out[0, 0, 0, 0],
+                         &g, n_threads)
+    if status == 1:                        # that, or a NaN / infinity in x or the weights
         _im2col.forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
                         groups, n_threads)
     elif status != 0:

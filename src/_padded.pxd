@@ -41,18 +41,27 @@ cdef inline void pad_planes_phased(const floating *x, Py_ssize_t C, Py_ssize_t H
     padded[2*r + a, 2*q + b] at r*Wq + q; then zeros. A stride-2 tap (i, j) of output
     (oh, ow) reads padded[2*oh + i, 2*ow + j] = phase (i % 2, j % 2) at
     (oh + i // 2)*Wq + ow + j // 2: a contiguous run along the output grid."""
-    cdef Py_ssize_t c, h, w, p, q
-    cdef floating *base
+    cdef Py_ssize_t c, h, k, p, HW = Hq * Wq
+    # padded column q = w + pw goes to phase q % 2 at column q // 2: the columns w0, w0 + 2,
+    # ... to phase 0 from column ce on, w1, w1 + 2, ... to phase 1 from column co on; two
+    # strided copies per row, which the compiler vectorises
+    cdef Py_ssize_t w0 = pw & 1, w1 = 1 - (pw & 1)
+    cdef Py_ssize_t ne = (W - w0 + 1) >> 1, no = (W - w1 + 1) >> 1
+    cdef Py_ssize_t ce = (w0 + pw) >> 1, co = (w1 + pw) >> 1
+    cdef floating *even
+    cdef floating *odd
     cdef const floating *src
     memset(xp, 0, size * sizeof(floating))
     for c in range(C):
         for h in range(H):
             p = h + ph
             src = x + (c * H + h) * W
-            base = xp + (c * 4 + (p % 2) * 2) * Hq * Wq + (p // 2) * Wq
-            for w in range(W):
-                q = w + pw
-                base[(q % 2) * Hq * Wq + q // 2] = src[w]
+            even = xp + (c * 4 + (p & 1) * 2) * HW + (p >> 1) * Wq + ce
+            odd = xp + (c * 4 + (p & 1) * 2 + 1) * HW + (p >> 1) * Wq + co
+            for k in range(ne):
+                even[k] = src[w0 + 2 * k]
+            for k in range(no):
+                odd[k] = src[w1 + 2 * k]
 
 
 cdef inline void tap_offsets_phased(int64_t *off, Py_ssize_t C, int kh, int kw,

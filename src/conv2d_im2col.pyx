@@ -540,9 +540,12 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
         return
     # The row-offset form multiplies the junk columns' zeros in gy' by real pixels: exact
     # unless a pixel is infinite or NaN (0 * inf = NaN), so such inputs take the general path.
+    cdef Py_ssize_t nonfinite = 0, img = g.C_in * g.H * g.W
     if g.padded:
-        with nogil:
-            g.padded = all_finite(&x[0, 0, 0, 0], g.N * g.C_in * g.H * g.W)
+        with nogil:     # one image per iteration: a pass over x, shared by the threads
+            for n in prange(g.N, num_threads=n_threads, schedule="static"):
+                nonfinite += not all_finite(&x[0, 0, 0, 0] + n * img, img)
+        g.padded = nonfinite == 0
     cdef WgPlan plan
     cdef int64_t[:, ::1] pieces
     if g.padded:

@@ -84,6 +84,7 @@ cdef enum:
     RUN = 128                  # values per run summed in the data type, then in double
     CHUNK = 2048               # values per two-pass chunk: 8 KiB (float32) / 16 KiB (float64)
     CHANNELS_PER_THREAD = 4    # below this many channels per thread, split channels by plane
+    IMAGE_MAJOR_L = 256        # backward: planes shorter than this run image by image
 # Reductions keep _lanes() partial sums; within a run of RUN values each lane sums its RUN/lanes
 # values in the data type (4 per lane for float32, so the loops vectorise into plain SIMD with
 # no conversions), and runs are added into double accumulators: everything longer than 4
@@ -556,6 +557,46 @@ cdef void _channel_backward(const GradArgs* g, const floating* gyp, const floati
         _grad_input_planes(g, gyp, xp, gxp, 0, g.N, c, w, mean, invstd, sg, sd)
 
 
+cdef _backward_image_major(const GradArgs* g, const floating* gyp, const floating* xp,
+                           floating* gxp, floating* gwp, floating* gbp, const floating* wp,
+                           const double* sm, const double* si, int n_threads):
+    """The schedule for short planes (L < IMAGE_MAJOR_L): visiting one channel's N planes,
+    C*L values apart, reads memory in runs too short for the prefetchers, so both passes
+    walk the batch image by image instead, in parallel over images, and keep every plane's
+    sums (N*C pairs); each channel then adds its planes' sums in plane order, exactly as
+    _channel_backward does, so the results are bit-identical to the by-channel schedule's."""
+    cdef Py_ssize_t n, c, off, NC = g.N * g.C
+    cdef double sg, sd
+    cdef double* buf = <double*>malloc((2 * NC + 2 * g.C) * sizeof(double))
+    cdef double* tot
+    if buf == NULL:
+        raise MemoryError("batchnorm2d.backward: cannot allocate the partial-sum buffer")
+    tot = buf + 2 * NC
+    with nogil:
+        if g.want_sums:
+            for n in prange(g.N, num_threads=n_threads, schedule="static"):
+                for c in range(g.C):
+                    off = n * g.C + c
+                    _plane_grad_sums(gyp + off * g.L, xp + off * g.L, g.L, sm[c],
+                                     &buf[2 * off], &buf[2 * off + 1])
+        for c in range(g.C):
+            sg = 0
+            sd = 0
+            if g.want_sums:
+                for n in range(g.N):
+                    sg = sg + buf[2 * (n * g.C + c)]
+                    sd = sd + buf[2 * (n * g.C + c) + 1]
+                _store_param_grads(g, c, sg, sd, si[c], gwp, gbp)
+            tot[2 * c] = sg
+            tot[2 * c + 1] = sd
+        if g.want_gx:
+            for n in prange(g.N, num_threads=n_threads, schedule="static"):
+                for c in range(g.C):
+                    _grad_input_planes(g, gyp, xp, gxp, n, n + 1, c, _at(wp, c, 1.0), sm[c],
+                                       si[c], tot[2 * c], tot[2 * c + 1])
+    free(buf)
+
+
 cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
                const floating[::1] weight, const double[::1] save_mean,
                const double[::1] save_invstd, floating[:, :, ::1] grad_in,
@@ -596,6 +637,9 @@ cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
     si = &save_invstd[0]
     if g.want_gx:
         gxp = &grad_in[0, 0, 0]
+    if g.L < IMAGE_MAJOR_L and g.N > 1:
+        _backward_image_major(&g, gyp, xp, gxp, gwp, gbp, wp, sm, si, n_threads)
+        return
     if _by_channel(g.C, g.N, n_threads):
         with nogil:
             for c in prange(g.C, num_threads=n_threads, schedule="static"):

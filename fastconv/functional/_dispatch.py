@@ -61,9 +61,12 @@ def is_winograd(p):
 def winograd_pays(p):
     """float32 on AVX-512 with enough channels for the 16 GEMMs to outweigh the transforms.
     Measured at 2 threads against im2col, the three passes of a training step together
-    (interleaved runs): 0.76-0.84x of the time with 32 channels in and out (resnet20's 16x16
-    layers), 0.52-0.67x with 64; even with 16 (0.96-1.04x), which stays on im2col."""
-    return p.itemsize == 4 and WINOGRAD_SIMD and min(p.c_in, p.c_out) >= 32
+    (interleaved runs, batch 64 unless noted): 0.52-0.67x of the time with 64 channels in and
+    out, 0.76-0.84x with 32 (resnet20's 16x16 layers); 0.69-0.76x for 24 channels at 32x32,
+    0.87-0.91x for 20 at 28x28; with 16, 0.89-0.93x at 32x32 (resnet20's first stage),
+    0.88-0.91x at 8x8, 0.97-1.02x at 16x16, 0.94-1.12x at 56x56, 0.96-1.02x for 16 -> 64
+    channels at 64x64 (batch 32). Below 16 channels the transforms dominate."""
+    return p.itemsize == 4 and WINOGRAD_SIMD and min(p.c_in, p.c_out) >= 16
 
 
 def select_conv_algorithm(params, need_grad):

@@ -24,8 +24,10 @@ WINO = "winograd" if WINOGRAD_SIMD else "im2col"
     (P(32, 64, padding=0), WINO),
     (P(256, 256, h=8), WINO),
     (P(32, 32), WINO),
-    (P(16, 16), "im2col"),                     # too few channels: transforms dominate
-    (P(16, 64), "im2col"),
+    (P(16, 16), WINO),
+    (P(16, 64), WINO),
+    (P(8, 64), "im2col"),                      # too few channels: transforms dominate
+    (P(64, 12), "im2col"),
     (P(64, 64, itemsize=8), "im2col"),         # float64: no SIMD Winograd kernel
     (P(64, 64, stride=2), "im2col"),
     (P(64, 64, dilation=2, padding=2), WINO),  # the dilated layer: 4 phases of the input

@@ -344,12 +344,24 @@ static FC_BN_512 void fc_bn_chunk_pair_512(const float *x0, const float *x1, Py_
     sd[0] = s0, sdd[0] = s1, sd[1] = s2, sdd[1] = s3;
 }
 
-/* the lanes of _plane_grad_sums: acc a[4], b[4] (double), parts pq[4] (float) */
+/* relu's backward mask of gy (the fused batch_norm + relu, _relu_masked in the .pyx): 0 where
+ * the normalised value (d * ra) + rb is <= 0, gy elsewhere (NaN passes) */
+static inline __attribute__((always_inline)) FC_BN_512 __m512
+fc_bn_relu_mask(__m512 g, __m512 d, __m512 vra, __m512 vrb)
+{
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_add_ps(_mm512_mul_ps(d, vra), vrb),
+                                                  _mm512_setzero_ps(), _CMP_NLE_UQ), g);
+}
+
+/* the lanes of _plane_grad_sums: acc a[4], b[4] (double), parts pq[4] (float); with relu, of
+ * gy masked by fc_bn_relu_mask (the same values _relu_masked writes, summed in the same
+ * order) */
 static inline __attribute__((always_inline)) FC_BN_512 void
 fc_bn_grad_lanes(const float *gy, const float *x, Py_ssize_t n, float mh, float ml, __m512d *a,
-                 __m512d *b, __m512 *pq)
+                 __m512d *b, __m512 *pq, int relu, float ra, float rb)
 {
     const __m512 vh = _mm512_set1_ps(mh), vl = _mm512_set1_ps(ml);
+    const __m512 vra = _mm512_set1_ps(ra), vrb = _mm512_set1_ps(rb);
     Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
     __m512 p0, p1, q0, q1, g0, g1, d0, d1;
     __mmask16 k0, k1;
@@ -362,6 +374,10 @@ fc_bn_grad_lanes(const float *gy, const float *x, Py_ssize_t n, float mh, float 
             g1 = _mm512_loadu_ps(gy + i + 32 * k + 16);
             d0 = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32 * k), vh), vl);
             d1 = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32 * k + 16), vh), vl);
+            if (relu) {
+                g0 = fc_bn_relu_mask(g0, d0, vra, vrb);
+                g1 = fc_bn_relu_mask(g1, d1, vra, vrb);
+            }
             p0 = _mm512_add_ps(p0, g0);
             p1 = _mm512_add_ps(p1, g1);
             q0 = _mm512_add_ps(q0, _mm512_mul_ps(g0, d0));
@@ -376,6 +392,10 @@ fc_bn_grad_lanes(const float *gy, const float *x, Py_ssize_t n, float mh, float 
         g1 = _mm512_loadu_ps(gy + i + 16);
         d0 = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), vh), vl);
         d1 = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vh), vl);
+        if (relu) {
+            g0 = fc_bn_relu_mask(g0, d0, vra, vrb);
+            g1 = fc_bn_relu_mask(g1, d1, vra, vrb);
+        }
         p0 = _mm512_add_ps(p0, g0);
         p1 = _mm512_add_ps(p1, g1);
         q0 = _mm512_add_ps(q0, _mm512_mul_ps(g0, d0));
@@ -387,6 +407,10 @@ fc_bn_grad_lanes(const float *gy, const float *x, Py_ssize_t n, float mh, float 
         g1 = _mm512_maskz_loadu_ps(k1, gy + nv + 16);
         d0 = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k0, x + nv), vh), vl);
         d1 = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k1, x + nv + 16), vh), vl);
+        if (relu) {     /* lanes past n: gy loaded as 0 stays 0 */
+            g0 = fc_bn_relu_mask(g0, d0, vra, vrb);
+            g1 = fc_bn_relu_mask(g1, d1, vra, vrb);
+        }
         p0 = _mm512_mask_add_ps(p0, k0, p0, g0);
         p1 = _mm512_mask_add_ps(p1, k1, p1, g1);
         q0 = _mm512_mask_add_ps(q0, k0, q0, _mm512_mul_ps(g0, d0));
@@ -400,7 +424,18 @@ static FC_BN_512 void fc_bn_grad_all_512(const float *gy, const float *x, Py_ssi
 {
     __m512d a[4], b[4];
     __m512 pq[4];
-    fc_bn_grad_lanes(gy, x, n, mh, ml, a, b, pq);
+    fc_bn_grad_lanes(gy, x, n, mh, ml, a, b, pq, 0, 0.0f, 0.0f);
+    *sum_gy = fc_bn_lane_total(a, pq[0], pq[1]);
+    *dot = fc_bn_lane_total(b, pq[2], pq[3]);
+}
+
+static FC_BN_512 void fc_bn_grad_all_relu_512(const float *gy, const float *x, Py_ssize_t n,
+                                              float mh, float ml, float ra, float rb,
+                                              double *sum_gy, double *dot)
+{
+    __m512d a[4], b[4];
+    __m512 pq[4];
+    fc_bn_grad_lanes(gy, x, n, mh, ml, a, b, pq, 1, ra, rb);
     *sum_gy = fc_bn_lane_total(a, pq[0], pq[1]);
     *dot = fc_bn_lane_total(b, pq[2], pq[3]);
 }
@@ -492,6 +527,20 @@ static int fc_bn_grad_all(const float *gy, const float *x, Py_ssize_t n, float m
     return 0;
 }
 
+/* fc_bn_grad_all of gy masked as relu's backward (ra, rb: the forward's scale and shift),
+ * the mask applied in registers; AVX-512 only (elsewhere the caller masks into a buffer) */
+static int fc_bn_grad_all_relu(const float *gy, const float *x, Py_ssize_t n, float mh,
+                               float ml, float ra, float rb, double *sum_gy, double *dot)
+{
+#if FC_BN_X86
+    if (fc_bn_target() == FC_BN_AVX512) {
+        fc_bn_grad_all_relu_512(gy, x, n, mh, ml, ra, rb, sum_gy, dot);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
 /* --- elementwise passes: y = ((x - mh) - ml) * a + b and
  *     gx = (gy * a + ((x - mh) - ml) * d) + c,
  * the operations, and their order, of the Cython loops they replace, so the same bits (the
@@ -514,8 +563,20 @@ static inline Py_ssize_t fc_bn_head(const float *p, Py_ssize_t n)
     return ((size_t)p & 3) || head > n ? 0 : head;
 }
 
-static FC_BN_512 void fc_bn_normalize_512(const float *x, float *y, Py_ssize_t n, float mh,
-                                          float ml, float a, float b)
+/* fc_bn_norm16, then with relu 0 where it is < 0 (NaN and -0 pass, as the ReLU kernel) */
+static inline __attribute__((always_inline)) FC_BN_512 __m512
+fc_bn_norm16_relu(__m512 x, __m512 vh, __m512 vl, __m512 va, __m512 vb, int relu)
+{
+    __m512 v = fc_bn_norm16(x, vh, vl, va, vb);
+    if (relu)
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ),
+                               _mm512_setzero_ps());
+    return v;
+}
+
+static inline __attribute__((always_inline)) FC_BN_512 void
+fc_bn_normalize_body(const float *x, float *y, Py_ssize_t n, float mh, float ml, float a,
+                     float b, int relu)
 {
     const __m512 vh = _mm512_set1_ps(mh), vl = _mm512_set1_ps(ml), va = _mm512_set1_ps(a),
                  vb = _mm512_set1_ps(b);
@@ -523,15 +584,29 @@ static FC_BN_512 void fc_bn_normalize_512(const float *x, float *y, Py_ssize_t n
     __mmask16 k;
     if (i) {
         k = (__mmask16)((1u << i) - 1);
-        _mm512_mask_storeu_ps(y, k, fc_bn_norm16(_mm512_maskz_loadu_ps(k, x), vh, vl, va, vb));
+        _mm512_mask_storeu_ps(y, k, fc_bn_norm16_relu(_mm512_maskz_loadu_ps(k, x), vh, vl, va,
+                                                      vb, relu));
     }
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, fc_bn_norm16(_mm512_loadu_ps(x + i), vh, vl, va, vb));
+        _mm512_storeu_ps(y + i, fc_bn_norm16_relu(_mm512_loadu_ps(x + i), vh, vl, va, vb,
+                                                  relu));
     if (i < n) {
         k = (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(y + i, k,
-                              fc_bn_norm16(_mm512_maskz_loadu_ps(k, x + i), vh, vl, va, vb));
+        _mm512_mask_storeu_ps(y + i, k, fc_bn_norm16_relu(_mm512_maskz_loadu_ps(k, x + i), vh,
+                                                          vl, va, vb, relu));
     }
+}
+
+static FC_BN_512 void fc_bn_normalize_512(const float *x, float *y, Py_ssize_t n, float mh,
+                                          float ml, float a, float b)
+{
+    fc_bn_normalize_body(x, y, n, mh, ml, a, b, 0);
+}
+
+static FC_BN_512 void fc_bn_normalize_relu_512(const float *x, float *y, Py_ssize_t n,
+                                               float mh, float ml, float a, float b)
+{
+    fc_bn_normalize_body(x, y, n, mh, ml, a, b, 1);
 }
 
 static FC_BN_256 void fc_bn_normalize_256(const float *x, float *y, Py_ssize_t n, float mh,
@@ -555,28 +630,55 @@ fc_bn_gx16(__m512 g, __m512 x, __m512 vh, __m512 vl, __m512 va, __m512 vd, __m51
                          vc);
 }
 
-static FC_BN_512 void fc_bn_grad_input_512(const float *gy, const float *x, float *gx,
-                                           Py_ssize_t n, float mh, float ml, float a, float d,
-                                           float c)
+/* fc_bn_gx16, gy first masked as relu's backward when relu (fc_bn_relu_mask) */
+static inline __attribute__((always_inline)) FC_BN_512 __m512
+fc_bn_gx16_relu(__m512 g, __m512 x, __m512 vh, __m512 vl, __m512 va, __m512 vd, __m512 vc,
+                int relu, __m512 vra, __m512 vrb)
+{
+    if (relu)
+        g = fc_bn_relu_mask(g, _mm512_sub_ps(_mm512_sub_ps(x, vh), vl), vra, vrb);
+    return fc_bn_gx16(g, x, vh, vl, va, vd, vc);
+}
+
+static inline __attribute__((always_inline)) FC_BN_512 void
+fc_bn_grad_input_body(const float *gy, const float *x, float *gx, Py_ssize_t n, float mh,
+                      float ml, float a, float d, float c, int relu, float ra, float rb)
 {
     const __m512 vh = _mm512_set1_ps(mh), vl = _mm512_set1_ps(ml), va = _mm512_set1_ps(a),
                  vd = _mm512_set1_ps(d), vc = _mm512_set1_ps(c);
+    const __m512 vra = _mm512_set1_ps(ra), vrb = _mm512_set1_ps(rb);
     Py_ssize_t i = fc_bn_head(gx, n);
     __mmask16 k;
     if (i) {
         k = (__mmask16)((1u << i) - 1);
-        _mm512_mask_storeu_ps(gx, k, fc_bn_gx16(_mm512_maskz_loadu_ps(k, gy),
-                                                _mm512_maskz_loadu_ps(k, x), vh, vl, va, vd, vc));
+        _mm512_mask_storeu_ps(gx, k, fc_bn_gx16_relu(_mm512_maskz_loadu_ps(k, gy),
+                                                     _mm512_maskz_loadu_ps(k, x), vh, vl, va,
+                                                     vd, vc, relu, vra, vrb));
     }
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(gx + i, fc_bn_gx16(_mm512_loadu_ps(gy + i), _mm512_loadu_ps(x + i), vh,
-                                            vl, va, vd, vc));
+        _mm512_storeu_ps(gx + i, fc_bn_gx16_relu(_mm512_loadu_ps(gy + i),
+                                                 _mm512_loadu_ps(x + i), vh, vl, va, vd, vc,
+                                                 relu, vra, vrb));
     if (i < n) {
         k = (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(gx + i, k, fc_bn_gx16(_mm512_maskz_loadu_ps(k, gy + i),
-                                                    _mm512_maskz_loadu_ps(k, x + i), vh, vl,
-                                                    va, vd, vc));
+        _mm512_mask_storeu_ps(gx + i, k, fc_bn_gx16_relu(_mm512_maskz_loadu_ps(k, gy + i),
+                                                         _mm512_maskz_loadu_ps(k, x + i), vh,
+                                                         vl, va, vd, vc, relu, vra, vrb));
     }
+}
+
+static FC_BN_512 void fc_bn_grad_input_512(const float *gy, const float *x, float *gx,
+                                           Py_ssize_t n, float mh, float ml, float a, float d,
+                                           float c)
+{
+    fc_bn_grad_input_body(gy, x, gx, n, mh, ml, a, d, c, 0, 0.0f, 0.0f);
+}
+
+static FC_BN_512 void fc_bn_grad_input_relu_512(const float *gy, const float *x, float *gx,
+                                                Py_ssize_t n, float mh, float ml, float a,
+                                                float d, float c, float ra, float rb)
+{
+    fc_bn_grad_input_body(gy, x, gx, n, mh, ml, a, d, c, 1, ra, rb);
 }
 
 static FC_BN_256 void fc_bn_grad_input_256(const float *gy, const float *x, float *gx,
@@ -616,6 +718,34 @@ static int fc_bn_grad_input(const float *gy, const float *x, float *gx, Py_ssize
     switch (fc_bn_target()) {
     case FC_BN_AVX512: fc_bn_grad_input_512(gy, x, gx, n, mh, ml, a, d, c); return 1;
     case FC_BN_AVX2: fc_bn_grad_input_256(gy, x, gx, n, mh, ml, a, d, c); return 1;
+    }
+#endif
+    return 0;
+}
+
+/* fc_bn_grad_input of gy masked as relu's backward (ra, rb: the forward's scale and shift),
+ * the mask applied in registers; AVX-512 only (elsewhere the caller masks into a buffer) */
+static int fc_bn_grad_input_relu(const float *gy, const float *x, float *gx, Py_ssize_t n,
+                                 float mh, float ml, float a, float d, float c, float ra,
+                                 float rb)
+{
+#if FC_BN_X86
+    if (fc_bn_target() == FC_BN_AVX512) {
+        fc_bn_grad_input_relu_512(gy, x, gx, n, mh, ml, a, d, c, ra, rb);
+        return 1;
+    }
+#endif
+    return 0;
+}
+
+/* max(fc_bn_normalize, 0) in one pass (the fused batch_norm + relu); AVX-512 only */
+static int fc_bn_normalize_relu(const float *x, float *y, Py_ssize_t n, float mh, float ml,
+                                float a, float b)
+{
+#if FC_BN_X86
+    if (fc_bn_target() == FC_BN_AVX512) {
+        fc_bn_normalize_relu_512(x, y, n, mh, ml, a, b);
+        return 1;
     }
 #endif
     return 0;

@@ -43,7 +43,7 @@ schedules compute every value with the same operations in the same order (plane 
 then planes merged 0..N-1), so results are bit-identical for any ``n_threads``.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
@@ -71,6 +71,14 @@ cdef extern from "_bn_simd.h":
                          float a, float b) noexcept nogil
     bint fc_bn_grad_input(const float* gy, const float* x, float* gx, Py_ssize_t n,
                           float m_hi, float m_lo, float a, float d, float c) noexcept nogil
+    bint fc_bn_normalize_relu(const float* x, float* y, Py_ssize_t n, float m_hi, float m_lo,
+                              float a, float b) noexcept nogil
+    bint fc_bn_grad_all_relu(const float* gy, const float* x, Py_ssize_t n, float m_hi,
+                             float m_lo, float ra, float rb, double* sum_gy,
+                             double* dot) noexcept nogil
+    bint fc_bn_grad_input_relu(const float* gy, const float* x, float* gx, Py_ssize_t n,
+                               float m_hi, float m_lo, float a, float d, float c, float ra,
+                               float rb) noexcept nogil
 
 
 def simd_target():
@@ -287,17 +295,25 @@ cdef void _finish_channel(const Stats* s, Py_ssize_t c, double eps, double momen
 # ---------------------------------------------------------------------------- elementwise
 
 cdef void _normalize(const floating* x, floating* y, Py_ssize_t L, double mean, double a,
-                     double b) noexcept nogil:
-    """y = (x - mean) * a + b, with mean split into m_hi + m_lo in the data type."""
+                     double b, bint relu) noexcept nogil:
+    """y = (x - mean) * a + b, with mean split into m_hi + m_lo in the data type; then, with
+    relu, y = max(y, 0) on the plane while it is in L1/L2 (NaN passes, as the ReLU kernel)."""
     cdef floating m_hi = <floating>mean
     cdef floating m_lo = <floating>(mean - <double>m_hi)
-    cdef floating fa = <floating>a, fb = <floating>b
+    cdef floating fa = <floating>a, fb = <floating>b, v
     cdef Py_ssize_t i
+    cdef bint done = False
     if floating is float:
-        if fc_bn_normalize(x, y, L, m_hi, m_lo, fa, fb):
+        if relu and fc_bn_normalize_relu(x, y, L, m_hi, m_lo, fa, fb):
             return
-    for i in range(L):
-        y[i] = ((x[i] - m_hi) - m_lo) * fa + fb
+        done = fc_bn_normalize(x, y, L, m_hi, m_lo, fa, fb)
+    if not done:
+        for i in range(L):
+            y[i] = ((x[i] - m_hi) - m_lo) * fa + fb
+    if relu:
+        for i in range(L):
+            v = y[i]        # loaded unconditionally, so the select vectorises
+            y[i] = 0 if v < 0 else v
 
 
 cdef void _plane_grad_sums(const floating* gy, const floating* x, Py_ssize_t L, double mean,
@@ -373,6 +389,59 @@ cdef void _plane_grad_input(const floating* gy, const floating* x, floating* gx,
             gx[i] = gy[i] * fa + ((x[i] - m_hi) - m_lo) * fd + fc
 
 
+cdef const floating* _relu_masked(bint relu, const floating* gy, const floating* x,
+                                  floating* out, Py_ssize_t L, double mean, double a,
+                                  double b) noexcept nogil:
+    """gy itself; or, with relu (the fused batch_norm + relu), gy masked as relu's backward
+    masks it, into out: 0 where relu's input y = ((x - m_hi) - m_lo) * a + b is <= 0, gy
+    elsewhere (NaN passes). y is recomputed with _normalize's operations in its order, so
+    bit for bit the values the forward pass clipped."""
+    cdef floating m_hi, m_lo, fa, fb, v, gv
+    cdef Py_ssize_t i
+    if not relu:
+        return gy
+    m_hi = <floating>mean
+    m_lo = <floating>(mean - <double>m_hi)
+    fa = <floating>a
+    fb = <floating>b
+    for i in range(L):
+        v = ((x[i] - m_hi) - m_lo) * fa + fb
+        gv = gy[i]      # loaded unconditionally, so the select vectorises (no branch)
+        out[i] = 0 if v <= 0 else gv
+    return out
+
+
+cdef void _plane_grad_sums_m(bint relu, const floating* gy, const floating* x, floating* mb,
+                             Py_ssize_t L, double mean, double a, double b, double* sum_gy,
+                             double* dot) noexcept nogil:
+    """_plane_grad_sums of gy or, with relu, of gy masked (_relu_masked into mb); on AVX-512
+    the mask is applied in registers (fc_bn_grad_all_relu: the same values, same sums)."""
+    cdef floating m_hi = <floating>mean
+    cdef floating m_lo = <floating>(mean - <double>m_hi)
+    if floating is float:
+        if relu and fc_bn_grad_all_relu(gy, x, L, m_hi, m_lo, <floating>a, <floating>b,
+                                        sum_gy, dot):
+            return
+    _plane_grad_sums(_relu_masked(relu, gy, x, mb, L, mean, a, b), x, L, mean, sum_gy, dot)
+
+
+cdef void _plane_grad_input_m(bint relu, const floating* gy, const floating* x, floating* gx,
+                              floating* mb, Py_ssize_t L, double mean, double ga, double gd,
+                              double gc, double b) noexcept nogil:
+    """_plane_grad_input of gy or, with relu, of gy masked (relu's input is
+    (x - mean) * ga + b: ga = weight * invstd is the forward's scale); on AVX-512 the mask is
+    applied in registers (fc_bn_grad_input_relu)."""
+    cdef floating m_hi = <floating>mean
+    cdef floating m_lo = <floating>(mean - <double>m_hi)
+    if floating is float:
+        if relu and not (gd == 0 and gc == 0) and fc_bn_grad_input_relu(
+                gy, x, gx, L, m_hi, m_lo, <floating>ga, <floating>gd, <floating>gc,
+                <floating>ga, <floating>b):
+            return
+    _plane_grad_input(_relu_masked(relu, gy, x, mb, L, mean, ga, b), x, gx, L, mean, ga, gd,
+                      gc)
+
+
 cdef inline double _at(const floating* p, Py_ssize_t c, double default) noexcept nogil:
     """p[c], or ``default`` for an absent (NULL) weight or bias."""
     return <double>p[c] if p != NULL else default
@@ -387,7 +456,7 @@ cdef void _channel_forward(const floating* xp, floating* yp, Py_ssize_t N, Py_ss
                            Py_ssize_t L, Py_ssize_t c, const floating* wp,
                            const floating* bp, double eps, double momentum,
                            double* save_mean, double* save_invstd, floating* rm,
-                           floating* rv) noexcept nogil:
+                           floating* rv, bint relu) noexcept nogil:
     """Everything of one channel, planes in order (the by-channel schedule)."""
     cdef Stats st, pst, pst1
     cdef Py_ssize_t n
@@ -410,7 +479,7 @@ cdef void _channel_forward(const floating* xp, floating* yp, Py_ssize_t N, Py_ss
         if n + 1 < N:
             fc_prefetch_w(yp + ((n + 1) * C + c) * L, L * sizeof(floating))
         _normalize(xp + (n * C + c) * L, yp + (n * C + c) * L, L, save_mean[c],
-                   _at(wp, c, 1.0) * save_invstd[c], _at(bp, c, 0.0))
+                   _at(wp, c, 1.0) * save_invstd[c], _at(bp, c, 0.0), relu)
 
 
 # ------------------------------------------------------------------------------- forward
@@ -424,11 +493,12 @@ def forward_train(const floating[:, :, ::1] x,          # IN  (N, C, L)
                   double[::1] save_invstd,              # OUT (C,) 1 / sqrt(biased var + eps)
                   floating[::1] running_mean,           # IN/OUT (C,) or length 0: none
                   floating[::1] running_var,            # IN/OUT (C,) or length 0: none
-                  double momentum, int n_threads):
+                  double momentum, int n_threads, bint relu=False):
     """Training-mode batch norm with batch statistics; N * L >= 1 values per channel (>= 2
     when running_var is given). ``out``, ``save_mean`` and ``save_invstd`` are fully
     overwritten; the running statistics are updated in place with ``momentum`` (unbiased
-    variance). Parallel over channels or over one channel's planes (module docstring)."""
+    variance). ``relu``: out = max(batch_norm(x), 0), the fused batch_norm + relu, in the same
+    pass. Parallel over channels or over one channel's planes (module docstring)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2], c, n
     cdef const floating* xp
     cdef floating* yp
@@ -453,7 +523,8 @@ def forward_train(const floating[:, :, ::1] x,          # IN  (N, C, L)
     if _by_channel(C, N, n_threads):
         with nogil:
             for c in prange(C, num_threads=n_threads, schedule="static"):
-                _channel_forward(xp, yp, N, C, L, c, wp, bp, eps, momentum, sm, si, rm, rv)
+                _channel_forward(xp, yp, N, C, L, c, wp, bp, eps, momentum, sm, si, rm, rv,
+                                 relu)
         return
     buf = <Stats*>malloc(N * sizeof(Stats))
     if buf == NULL:
@@ -470,7 +541,7 @@ def forward_train(const floating[:, :, ::1] x,          # IN  (N, C, L)
             _finish_channel(&st, c, eps, momentum, sm, si, rm, rv)
             for n in prange(N, num_threads=n_threads, schedule="static"):
                 _normalize(xp + (n * C + c) * L, yp + (n * C + c) * L, L, sm[c],
-                           _at(wp, c, 1.0) * si[c], _at(bp, c, 0.0))
+                           _at(wp, c, 1.0) * si[c], _at(bp, c, 0.0), relu)
     free(buf)
 
 
@@ -481,9 +552,10 @@ def forward_eval(const floating[:, :, ::1] x,            # IN  (N, C, L)
                  const floating[::1] bias,               # IN  (C,) or length 0: bias 0
                  double eps,
                  floating[:, :, ::1] out,                # OUT (N, C, L): fully overwritten
-                 int n_threads):
-    """Eval-mode batch norm: out = (x - running_mean) / sqrt(running_var + eps) * w + b.
-    Parallel over the (n, c) planes, each written by one thread."""
+                 int n_threads, bint relu=False):
+    """Eval-mode batch norm: out = (x - running_mean) / sqrt(running_var + eps) * w + b
+    (``relu``: then max(out, 0), in the same pass). Parallel over the (n, c) planes, each
+    written by one thread."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2], p, c
     cdef const floating* xp
     cdef floating* yp
@@ -501,7 +573,7 @@ def forward_eval(const floating[:, :, ::1] x,            # IN  (N, C, L)
         for p in prange(N * C, num_threads=n_threads, schedule="static"):
             c = p % C
             _normalize(xp + p * L, yp + p * L, L, rm[c],
-                       _at(wp, c, 1.0) / sqrt(<double>rv[c] + eps), _at(bp, c, 0.0))
+                       _at(wp, c, 1.0) / sqrt(<double>rv[c] + eps), _at(bp, c, 0.0), relu)
 
 
 # ------------------------------------------------------------------------------ backward
@@ -510,13 +582,15 @@ ctypedef struct GradArgs:
     Py_ssize_t N, C, L
     double M                   # values per channel, N * L
     bint training, want_gx, want_gw, want_gb, want_sums
+    bint relu                  # gy is relu's output gradient: mask it (_relu_masked)
 
 
 cdef void _grad_input_planes(const GradArgs* g, const floating* gyp, const floating* xp,
                              floating* gxp, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t c,
-                             double w, double mean, double invstd, double sum_gy,
-                             double dot) noexcept nogil:
-    """Input gradient of channel c's planes n0 <= n < n1 given its sums over the batch."""
+                             double w, double bias, double mean, double invstd,
+                             double sum_gy, double dot, floating* mb) noexcept nogil:
+    """Input gradient of channel c's planes n0 <= n < n1 given its sums over the batch (mb:
+    this thread's plane of masked gy, with g.relu)."""
     cdef Py_ssize_t n, off
     cdef double ga = w * invstd, gd = 0, gc = 0
     if g.training:
@@ -526,7 +600,8 @@ cdef void _grad_input_planes(const GradArgs* g, const floating* gyp, const float
         off = (n * g.C + c) * g.L
         if n + 1 < n1:
             fc_prefetch_w(gxp + off + g.C * g.L, g.L * sizeof(floating))
-        _plane_grad_input(gyp + off, xp + off, gxp + off, g.L, mean, ga, gd, gc)
+        _plane_grad_input_m(g.relu, gyp + off, xp + off, gxp + off, mb, g.L, mean, ga, gd, gc,
+                            bias)
 
 
 cdef void _store_param_grads(const GradArgs* g, Py_ssize_t c, double sum_gy, double dot,
@@ -539,7 +614,8 @@ cdef void _store_param_grads(const GradArgs* g, Py_ssize_t c, double sum_gy, dou
 
 cdef void _channel_backward(const GradArgs* g, const floating* gyp, const floating* xp,
                             floating* gxp, floating* gwp, floating* gbp, Py_ssize_t c,
-                            double w, double mean, double invstd) noexcept nogil:
+                            double w, double bias, double mean, double invstd,
+                            floating* mb) noexcept nogil:
     """Everything of one channel, planes in order (the by-channel schedule)."""
     cdef Py_ssize_t n, off
     cdef double sg = 0, sd = 0, psg, psd
@@ -549,17 +625,19 @@ cdef void _channel_backward(const GradArgs* g, const floating* gyp, const floati
             if n + 1 < g.N:
                 fc_prefetch(gyp + off + g.C * g.L, g.L * sizeof(floating))
                 fc_prefetch(xp + off + g.C * g.L, g.L * sizeof(floating))
-            _plane_grad_sums(gyp + off, xp + off, g.L, mean, &psg, &psd)
+            _plane_grad_sums_m(g.relu, gyp + off, xp + off, mb, g.L, mean, w * invstd, bias,
+                               &psg, &psd)
             sg += psg
             sd += psd
         _store_param_grads(g, c, sg, sd, invstd, gwp, gbp)
     if g.want_gx:
-        _grad_input_planes(g, gyp, xp, gxp, 0, g.N, c, w, mean, invstd, sg, sd)
+        _grad_input_planes(g, gyp, xp, gxp, 0, g.N, c, w, bias, mean, invstd, sg, sd, mb)
 
 
 cdef _backward_image_major(const GradArgs* g, const floating* gyp, const floating* xp,
                            floating* gxp, floating* gwp, floating* gbp, const floating* wp,
-                           const double* sm, const double* si, int n_threads):
+                           const floating* bp, const double* sm, const double* si,
+                           floating* mbuf, int n_threads):
     """The schedule for short planes (L < IMAGE_MAJOR_L): visiting one channel's N planes,
     C*L values apart, reads memory in runs too short for the prefetchers, so both passes
     walk the batch image by image instead, in parallel over images, and keep every plane's
@@ -567,6 +645,7 @@ cdef _backward_image_major(const GradArgs* g, const floating* gyp, const floatin
     _channel_backward does, so the results are bit-identical to the by-channel schedule's."""
     cdef Py_ssize_t n, c, off, NC = g.N * g.C
     cdef double sg, sd
+    cdef floating* mb = NULL
     cdef double* buf = <double*>malloc((2 * NC + 2 * g.C) * sizeof(double))
     cdef double* tot
     if buf == NULL:
@@ -575,10 +654,12 @@ cdef _backward_image_major(const GradArgs* g, const floating* gyp, const floatin
     with nogil:
         if g.want_sums:
             for n in prange(g.N, num_threads=n_threads, schedule="static"):
+                mb = mbuf + threadid() * g.L if g.relu else NULL
                 for c in range(g.C):
                     off = n * g.C + c
-                    _plane_grad_sums(gyp + off * g.L, xp + off * g.L, g.L, sm[c],
-                                     &buf[2 * off], &buf[2 * off + 1])
+                    _plane_grad_sums_m(g.relu, gyp + off * g.L, xp + off * g.L, mb, g.L, sm[c],
+                                       _at(wp, c, 1.0) * si[c], _at(bp, c, 0.0),
+                                       &buf[2 * off], &buf[2 * off + 1])
         for c in range(g.C):
             sg = 0
             sd = 0
@@ -591,9 +672,11 @@ cdef _backward_image_major(const GradArgs* g, const floating* gyp, const floatin
             tot[2 * c + 1] = sd
         if g.want_gx:
             for n in prange(g.N, num_threads=n_threads, schedule="static"):
+                mb = mbuf + threadid() * g.L if g.relu else NULL
                 for c in range(g.C):
-                    _grad_input_planes(g, gyp, xp, gxp, n, n + 1, c, _at(wp, c, 1.0), sm[c],
-                                       si[c], tot[2 * c], tot[2 * c + 1])
+                    _grad_input_planes(g, gyp, xp, gxp, n, n + 1, c, _at(wp, c, 1.0),
+                                       _at(bp, c, 0.0), sm[c], si[c], tot[2 * c],
+                                       tot[2 * c + 1], mb)
     free(buf)
 
 
@@ -601,12 +684,15 @@ cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
                const floating[::1] weight, const double[::1] save_mean,
                const double[::1] save_invstd, floating[:, :, ::1] grad_in,
                floating[::1] grad_weight, floating[::1] grad_bias, bint training,
-               int n_threads):
+               int n_threads, const floating[::1] bias, bint relu):
     cdef GradArgs g
     cdef Py_ssize_t c, n
     cdef const floating* gyp
     cdef const floating* xp
     cdef const floating* wp = _ptr(weight)
+    cdef const floating* bp = NULL
+    cdef floating* mbuf = NULL
+    cdef floating* mb = NULL
     cdef floating* gxp = NULL
     cdef floating* gwp = NULL
     cdef floating* gbp = NULL
@@ -621,6 +707,7 @@ cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
     g.want_gw = grad_weight.shape[0] > 0
     g.want_gb = grad_bias.shape[0] > 0
     g.want_sums = g.want_gw or g.want_gb or (g.want_gx and training)
+    g.relu = relu
     if g.want_gw:
         gwp = &grad_weight[0]
     if g.want_gb:
@@ -637,16 +724,38 @@ cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
     si = &save_invstd[0]
     if g.want_gx:
         gxp = &grad_in[0, 0, 0]
-    if g.L < IMAGE_MAJOR_L and g.N > 1:
-        _backward_image_major(&g, gyp, xp, gxp, gwp, gbp, wp, sm, si, n_threads)
-        return
-    if _by_channel(g.C, g.N, n_threads):
-        with nogil:
-            for c in prange(g.C, num_threads=n_threads, schedule="static"):
-                _channel_backward(&g, gyp, xp, gxp, gwp, gbp, c, _at(wp, c, 1.0), sm[c],
-                                  si[c])
-        return
-    buf = <double*>malloc(2 * g.N * sizeof(double))
+    bp = _ptr(bias)
+    n_threads = max(n_threads, 1)
+    if relu:            # one plane of masked gy per thread (_relu_masked)
+        mbuf = <floating*>malloc(n_threads * g.L * sizeof(floating))
+        if mbuf == NULL:
+            raise MemoryError("batchnorm2d.backward: cannot allocate the masked planes")
+    try:
+        if g.L < IMAGE_MAJOR_L and g.N > 1:
+            _backward_image_major(&g, gyp, xp, gxp, gwp, gbp, wp, bp, sm, si, mbuf,
+                                  n_threads)
+        elif _by_channel(g.C, g.N, n_threads):
+            with nogil:
+                for c in prange(g.C, num_threads=n_threads, schedule="static"):
+                    mb = mbuf + threadid() * g.L if relu else NULL
+                    _channel_backward(&g, gyp, xp, gxp, gwp, gbp, c, _at(wp, c, 1.0),
+                                      _at(bp, c, 0.0), sm[c], si[c], mb)
+        else:
+            _backward_split(&g, gyp, xp, gxp, gwp, gbp, wp, bp, sm, si, mbuf, n_threads)
+    finally:
+        free(mbuf)
+
+
+cdef _backward_split(const GradArgs* g, const floating* gyp, const floating* xp,
+                     floating* gxp, floating* gwp, floating* gbp, const floating* wp,
+                     const floating* bp, const double* sm, const double* si,
+                     floating* mbuf, int n_threads):
+    """The schedule for few channels: channels in turn, each one's planes over the threads
+    (partial sums per plane, added in plane order)."""
+    cdef Py_ssize_t c, n
+    cdef double sg, sd
+    cdef floating* mb = NULL
+    cdef double* buf = <double*>malloc(2 * g.N * sizeof(double))
     if buf == NULL:
         raise MemoryError("batchnorm2d.backward: cannot allocate the partial-sum buffer")
     with nogil:
@@ -655,16 +764,20 @@ cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
             sd = 0
             if g.want_sums:
                 for n in prange(g.N, num_threads=n_threads, schedule="static"):
-                    _plane_grad_sums(gyp + (n * g.C + c) * g.L, xp + (n * g.C + c) * g.L,
-                                     g.L, sm[c], &buf[2 * n], &buf[2 * n + 1])
+                    mb = mbuf + threadid() * g.L if g.relu else NULL
+                    _plane_grad_sums_m(g.relu, gyp + (n * g.C + c) * g.L,
+                                       xp + (n * g.C + c) * g.L, mb, g.L, sm[c],
+                                       _at(wp, c, 1.0) * si[c], _at(bp, c, 0.0), &buf[2 * n],
+                                       &buf[2 * n + 1])
                 for n in range(g.N):
                     sg = sg + buf[2 * n]
                     sd = sd + buf[2 * n + 1]
-                _store_param_grads(&g, c, sg, sd, si[c], gwp, gbp)
+                _store_param_grads(g, c, sg, sd, si[c], gwp, gbp)
             if g.want_gx:
                 for n in prange(g.N, num_threads=n_threads, schedule="static"):
-                    _grad_input_planes(&g, gyp, xp, gxp, n, n + 1, c, _at(wp, c, 1.0),
-                                       sm[c], si[c], sg, sd)
+                    mb = mbuf + threadid() * g.L if g.relu else NULL
+                    _grad_input_planes(g, gyp, xp, gxp, n, n + 1, c, _at(wp, c, 1.0),
+                                       _at(bp, c, 0.0), sm[c], si[c], sg, sd, mb)
     free(buf)
 
 
@@ -676,13 +789,23 @@ def backward(const floating[:, :, ::1] grad_out,       # IN  (N, C, L)
              floating[:, :, ::1] grad_in,              # OUT (N, C, L) or (0, 0, 0): skipped
              floating[::1] grad_weight,                # OUT (C,) or length 0: skipped
              floating[::1] grad_bias,                  # OUT (C,) or length 0: skipped
-             int n_threads):
+             int n_threads,
+             const floating[::1] bias=None,            # IN  (C,) or length 0: bias 0 (relu)
+             bint relu=False):
     """Training-mode gradients (the batch statistics depend on x):
     gx = w * invstd * (gy - mean(gy) - xhat * mean(gy * xhat)), gw = sum(gy * xhat),
     gb = sum(gy), with xhat = (x - mean) * invstd and means over the channel's N*L values.
+    ``relu``: the gradients of the fused max(batch_norm(x), 0) (forward_train's relu) given
+    the gradient of its output: gy is first masked where the normalised value (recomputed
+    from x, ``weight`` and ``bias``, bit for bit the forward's) is <= 0, as relu's backward.
     Requested OUT buffers are fully overwritten. Parallel as forward_train."""
+    if bias is None:
+        if relu:
+            raise ValueError("batchnorm2d.backward: relu needs the forward's bias (length 0: "
+                             "none), got None")
+        bias = weight[:0]
     _backward(grad_out, x, weight, save_mean, save_invstd, grad_in, grad_weight, grad_bias,
-              True, n_threads)
+              True, n_threads, bias, relu)
 
 
 def backward_eval(const floating[:, :, ::1] grad_out,  # IN  (N, C, L)
@@ -697,7 +820,7 @@ def backward_eval(const floating[:, :, ::1] grad_out,  # IN  (N, C, L)
     """Eval-mode gradients (fixed statistics): gx = gy * w * invstd, gw = sum(gy * xhat),
     gb = sum(gy). The sums pass runs only when gw or gb is requested."""
     _backward(grad_out, x, weight, mean, invstd, grad_in, grad_weight, grad_bias, False,
-              n_threads)
+              n_threads, weight[:0], False)
 
 
 def swap01(const floating[:, :, ::1] x,   # IN  (A, B, L)

@@ -1,4 +1,6 @@
-"""Batch normalisation: ``batch_norm``, as ``torch.nn.functional.batch_norm``.
+"""Batch normalisation: ``batch_norm``, as ``torch.nn.functional.batch_norm``, and
+``batch_norm_relu`` (``relu(batch_norm(...))`` in one op, for the BatchNorm2d + ReLU pairs of
+the models).
 
 Validation happens here, once; ``_BatchNorm`` assumes valid input and calls
 ``fastconv._ext.batchnorm2d``, whose kernels take a C-contiguous (N, C, L) array, so (N, C),
@@ -11,9 +13,10 @@ import numpy as np
 from .._config import get_num_threads
 from .._ext import batchnorm2d as _kernel
 from ..autograd import Function
+from . import activation as _activation
 from ._args import check_float, check_same_dtype, data_of, kernel_ready
 
-__all__ = ["batch_norm"]
+__all__ = ["batch_norm", "batch_norm_relu"]
 
 _EMPTY1 = {np.dtype(np.float32): np.empty(0, np.float32),
            np.dtype(np.float64): np.empty(0, np.float64)}
@@ -60,10 +63,14 @@ def _writable_stat(a):
 
 
 class _BatchNorm(Function):
-    """y = (x - mean) * invstd * weight + bias per channel; saves x, the mean and invstd."""
+    """y = (x - mean) * invstd * weight + bias per channel; saves x, the mean and invstd.
+    With ``relu``, y = max(y, 0) in the same pass over the data; the backward masks the
+    output gradient inside the kernel's passes (training: the normalised values recomputed
+    from x, bit for bit the forward's) instead of a separate relu pass."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps,
+                relu=False):
         shape = x.shape
         n, c = shape[0], shape[1]
         shape3 = (n, c, x.size // (n * c) if n * c else 0)
@@ -82,7 +89,7 @@ class _BatchNorm(Function):
                 rv, copy_rv = (_EMPTY1[dt], False) if running_var is None else \
                     _writable_stat(running_var)
                 _kernel.forward_train(x3, w, b, float(eps), out, mean, invstd, rm, rv,
-                                      float(momentum), n_threads)
+                                      float(momentum), n_threads, relu=relu)
                 if copy_rm:
                     running_mean[...] = rm
                 if copy_rv:
@@ -91,23 +98,30 @@ class _BatchNorm(Function):
             mean = np.asarray(running_mean, np.float64)
             invstd = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
             _kernel.forward_eval(x3, kernel_ready(running_mean), kernel_ready(running_var), w,
-                                 b, float(eps), out, n_threads)
-        ctx.save_for_backward(x3, w, mean, invstd)
-        ctx.layout = (shape, shape3, regroup, bool(training))
+                                 b, float(eps), out, n_threads, relu=relu)
+        # eval + relu: the backward masks by the output (the next layer holds it anyway)
+        ctx.save_for_backward(x3, w, b, mean, invstd,
+                              out if relu and not training else None)
+        ctx.layout = (shape, shape3, regroup, bool(training), relu)
         return _from_kernel(out, shape3, regroup).reshape(shape)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x3, w, mean, invstd = ctx.saved_tensors
-        shape, shape3, regroup, training = ctx.layout
+        x3, w, b, mean, invstd, out = ctx.saved_tensors
+        shape, shape3, regroup, training, relu = ctx.layout
         dt = x3.dtype
         gy3 = _to_kernel(grad_out.astype(dt, copy=False), shape3, regroup)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx = np.empty_like(x3) if need_x else _EMPTY3[dt]
         gw = np.empty(shape3[1], dt) if need_w else _EMPTY1[dt]
         gb = np.empty(shape3[1], dt) if need_b else _EMPTY1[dt]
-        kernel = _kernel.backward if training else _kernel.backward_eval
-        kernel(gy3, x3, w, mean, invstd, gx, gw, gb, get_num_threads())
+        if training:
+            _kernel.backward(gy3, x3, w, mean, invstd, gx, gw, gb, get_num_threads(), bias=b,
+                             relu=relu)
+        else:
+            if relu:
+                gy3 = _activation._elementwise("relu_backward", gy3, out)
+            _kernel.backward_eval(gy3, x3, w, mean, invstd, gx, gw, gb, get_num_threads())
         gx = _from_kernel(gx, shape3, regroup).reshape(shape) if need_x else None
         return gx, gw if need_w else None, gb if need_b else None
 
@@ -162,7 +176,34 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     >>> y.shape, bool(np.all(rm != 0))
     ((8, 3, 4, 4), True)
     """
-    op = "batch_norm"
+    return _batch_norm("batch_norm", input, running_mean, running_var, weight, bias, training,
+                       momentum, eps, relu=False)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False,
+                    momentum=0.1, eps=1e-5):
+    """``relu(batch_norm(input, ...))`` as one op: the same values and gradients bit for bit
+    (tested), with relu applied inside BatchNorm's normalising pass and its mask inside
+    BatchNorm's backward passes, so neither relu pass runs. The arguments, errors and
+    running-statistics updates are :func:`batch_norm`'s. ``BatchNorm2d`` followed by ``ReLU``
+    in an ``nn.Sequential`` or a model's block runs through this
+    (``fastconv.nn.layers.normalization.batch_norm_relu_modules``).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv as fc
+    >>> from fastconv.functional.normalization import batch_norm_relu
+    >>> x = fc.tensor(np.random.randn(8, 3, 4, 4).astype(np.float32))
+    >>> rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    >>> float(batch_norm_relu(x, rm, rv, training=True).data.min())
+    0.0
+    """
+    return _batch_norm("batch_norm_relu", input, running_mean, running_var, weight, bias,
+                       training, momentum, eps, relu=True)
+
+
+def _batch_norm(op, input, running_mean, running_var, weight, bias, training, momentum, eps,
+                relu):
     xd = data_of(input)
     if xd.ndim not in (2, 3, 4):
         raise ValueError(f"{op}: expected input to be 2-D, 3-D or 4-D (N, C, ...), got "
@@ -195,4 +236,4 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"{op}: expected running_mean and running_var in eval mode "
                          f"(training=False), got None")
     return _BatchNorm.apply(input, weight, bias, running_mean=rm, running_var=rv,
-                            training=bool(training), momentum=momentum, eps=eps)
+                            training=bool(training), momentum=momentum, eps=eps, relu=relu)

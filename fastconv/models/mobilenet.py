@@ -3,6 +3,7 @@ from collections import OrderedDict
 
 from .. import functional as F
 from .. import nn
+from ..nn.layers.normalization import batch_norm_relu_modules
 from .resnet import init_conv_bn
 
 __all__ = ["DepthwiseSeparableBlock", "MobileNetSmall", "mobilenet_small"]
@@ -54,7 +55,7 @@ class MobileNetSmall(nn.Module):
         init_conv_bn(self)
 
     def forward(self, x):
-        x = self.blocks(self.relu(self.bn1(self.conv1(x))))
+        x = self.blocks(batch_norm_relu_modules(self.bn1, self.relu, self.conv1(x)))
         return self.fc(F.flatten(self.avgpool(x), 1))
 
 

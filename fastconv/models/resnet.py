@@ -2,6 +2,7 @@
 and ``resnet20`` (the CIFAR design of He et al., 2016, 16/32/64 channels)."""
 from .. import functional as F
 from .. import nn
+from ..nn.layers.normalization import batch_norm_relu_modules
 
 __all__ = ["BasicBlock", "ResNet", "resnet18", "resnet20", "init_conv_bn"]
 
@@ -43,7 +44,7 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = batch_norm_relu_modules(self.bn1, self.relu, self.conv1(x))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(F.add(out, identity))
@@ -93,7 +94,7 @@ class ResNet(nn.Module):
         init_conv_bn(self)
 
     def forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = batch_norm_relu_modules(self.bn1, self.relu, self.conv1(x))
         if "maxpool" in self._modules:
             x = self.maxpool(x)
         for i in range(self.stages):

@@ -2,6 +2,7 @@
 import operator
 from collections import OrderedDict
 
+from .layers.normalization import fusable
 from .module import Module
 
 __all__ = ["Sequential", "ModuleList"]
@@ -40,8 +41,17 @@ class Sequential(Module):
                 self.add_module(str(i), module)
 
     def forward(self, input):
-        for module in self._modules.values():
-            input = module(input)
+        # A BatchNorm2d followed by a ReLU runs as one op (batch_norm_relu_modules: the
+        # same results, one pass over the data instead of two).
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            if i + 1 < len(modules) and fusable(modules[i], modules[i + 1]):
+                input = modules[i]._forward_relu(input)
+                i += 2
+            else:
+                input = modules[i](input)
+                i += 1
         return input
 
     def __getitem__(self, idx):

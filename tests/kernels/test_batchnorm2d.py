@@ -267,7 +267,14 @@ for shape in [(3, 5, 1000), (2, 3, 4100), (4, 2, 127), (5, 9, 256), (3, 9, 3), (
     k.backward(gy, x, w, mean, invstd, gx, gw, gb, 2)
     ye = np.empty_like(x)
     k.forward_eval(x, rm, rv, w, b, 1e-5, ye, 3)
-    for a in (y, mean, invstd, rm, rv, gx, gw, gb, ye):
+    # the fused batch_norm + relu: forward, backward (mask recomputed from x), eval forward
+    yr, rmean, rinv = np.empty_like(x), np.empty(c), np.empty(c)
+    k.forward_train(x, w, b, 1e-5, yr, rmean, rinv, rm, rv, 0.1, 2, relu=True)
+    gxr, gwr, gbr = np.empty_like(x), np.empty(c, np.float32), np.empty(c, np.float32)
+    k.backward(gy, x, w, rmean, rinv, gxr, gwr, gbr, 2, bias=b, relu=True)
+    yer = np.empty_like(x)
+    k.forward_eval(x, rm, rv, w, b, 1e-5, yer, 3, relu=True)
+    for a in (y, mean, invstd, rm, rv, gx, gw, gb, ye, yr, gxr, gwr, gbr, yer):
         h.update(a.tobytes())
 print(h.hexdigest())
 """
@@ -298,3 +305,54 @@ def test_swap01_regroups_exactly(dtype, shape, threads):
     out = np.full((shape[1], shape[0], shape[2]), np.nan, dtype)
     k.swap01(x, out, threads)
     np.testing.assert_array_equal(out, x.transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(6, 3, 25), (16, 8, 33), (3, 9, 300), (5, 2, 600),
+                                   (1, 5, 49), (2, 2, 1)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_fused_relu_is_bit_identical_to_batch_norm_then_relu(shape, dtype, threads, rng):
+    """forward_train / forward_eval with relu=True give relu's output of the plain kernel's,
+    and backward with relu=True (gy masked where the recomputed normalised value is <= 0)
+    the plain backward of relu's backward, bit for bit, for all three schedules (short
+    planes image by image, by channel, split channels), with exact zeros, NaN and a missing
+    weight or bias."""
+    from fastconv._ext import activations as act
+    x = rng.standard_normal(shape).astype(dtype)
+    x[0, 0, :2] = 0.0                   # constant inputs normalise to exactly the bias
+    x[-1, -1, -1] = np.nan              # NaN passes relu forward and backward
+    gy = rng.standard_normal(shape).astype(dtype)
+    c = shape[1]
+    for w, b in [(rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)),
+                 (None, np.zeros(c, dtype)), (None, None)]:
+        wk = _empty(dtype) if w is None else w
+        bk = _empty(dtype) if b is None else b
+        rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+        y, mean, invstd = _train(x, w, b, rm.copy(), rv.copy(), threads)
+        r = np.empty_like(y)
+        act.relu_forward(y.ravel(), r.ravel(), threads)
+        yf, mf, sf = np.empty_like(x), np.empty(c), np.empty(c)
+        rm2, rv2 = rm.copy(), rv.copy()
+        k.forward_train(x, wk, bk, 1e-5, yf, mf, sf, rm2, rv2, 0.1, threads, relu=True)
+        np.testing.assert_array_equal(yf, r)
+        np.testing.assert_array_equal(mf, mean)
+        gr = np.empty_like(gy)
+        act.relu_backward(gy.ravel(), r.ravel(), gr.ravel(), threads)
+        plain = [np.empty_like(x), np.empty(c, dtype), np.empty(c, dtype)]
+        k.backward(gr, x, wk, mean, invstd, *plain, threads)
+        fused = [np.full_like(x, 7), np.full(c, 7, dtype), np.full(c, 7, dtype)]
+        k.backward(gy, x, wk, mean, invstd, *fused, threads, bias=bk, relu=True)
+        for a, e in zip(fused, plain):
+            np.testing.assert_array_equal(a, e)
+        ye, yer = np.empty_like(x), np.empty_like(x)
+        k.forward_eval(x, rm, rv + 1, wk, bk, 1e-5, ye, threads)
+        k.forward_eval(x, rm, rv + 1, wk, bk, 1e-5, yer, threads, relu=True)
+        np.testing.assert_array_equal(yer, np.where(ye < 0, 0, ye))
+
+
+def test_fused_relu_backward_needs_the_bias(rng):
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    mean, invstd = np.zeros(3), np.ones(3)
+    with pytest.raises(ValueError, match="relu needs the forward's bias"):
+        k.backward(x, x, _empty(np.float32), mean, invstd, np.empty_like(x),
+                   np.empty(3, np.float32), np.empty(3, np.float32), 1, relu=True)

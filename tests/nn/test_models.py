@@ -102,3 +102,71 @@ def test_training_smoke_lenet5_synthetic_shapes():
             opt.step()
     end = full_loss()
     assert np.isfinite(end) and end < 0.85 * start, (start, end)   # measured 2.30 -> 1.47
+
+
+def _unfuse(model):
+    """A no-op forward hook on every BatchNorm2d: batch_norm_relu_modules then runs the BN
+    and the ReLU as two modules."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.register_forward_hook(lambda mod, args, out: None)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenet_small", "hourglass_autoencoder"])
+def test_fused_batch_norm_relu_changes_no_bit(name, rng, monkeypatch):
+    """The models run their BatchNorm2d + ReLU pairs as one op; with the pairs run as two
+    modules (hooks disable the fusion) the outputs, every parameter gradient and the running
+    statistics after two training steps and an eval forward are bit for bit the same."""
+    shape = (4, 1, 28, 28) if name == "hourglass_autoencoder" else (4, 3, 32, 32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    runs, fused_calls = [], []
+    plain = nn.BatchNorm2d._forward_relu
+
+    def counted(self, input):
+        fused_calls[-1] += 1
+        return plain(self, input)
+
+    monkeypatch.setattr(nn.BatchNorm2d, "_forward_relu", counted)
+    for fused in (True, False):
+        fused_calls.append(0)
+        fc.manual_seed(0)
+        model = getattr(models, name)()
+        if not fused:
+            _unfuse(model)
+        outs = []
+        for _ in range(2):
+            model.zero_grad()
+            y = model(fc.Tensor(x))
+            (y * y).sum().backward()
+            outs.append(y.data)
+        model.eval()
+        outs.append(model(fc.Tensor(x)).data)
+        outs += [p.grad for p in model.parameters()]
+        outs += [b for _, b in model.named_buffers()]
+        runs.append(outs)
+    assert fused_calls[0] > 0 and fused_calls[1] == 0
+    assert len(runs[0]) == len(runs[1])
+    for a, e in zip(*runs):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_sequential_fuses_only_plain_batch_norm_relu_pairs(rng):
+    """A hook on either module keeps the pair unfused (the hook runs); a ReLU subclass or a
+    ReLU that does not follow a BatchNorm2d runs as itself."""
+    calls = []
+
+    class MyReLU(nn.ReLU):
+        def forward(self, input):
+            calls.append("sub")
+            return super().forward(input)
+
+    x = fc.Tensor(rng.standard_normal((2, 3, 5, 5)).astype(np.float32))
+    seq = nn.Sequential(nn.BatchNorm2d(3), nn.ReLU(), nn.ReLU(), nn.BatchNorm2d(3), MyReLU())
+    seq[2].register_forward_hook(lambda m, a, o: calls.append("hook2"))
+    y = seq(x)
+    assert calls == ["hook2", "sub"]
+    seq[1].register_forward_hook(lambda m, a, o: calls.append("hook1"))
+    y2 = seq(x)
+    assert calls == ["hook2", "sub", "hook1", "hook2", "sub"]
+    np.testing.assert_array_equal(y.data >= 0, True)
+    assert y2.shape == y.shape

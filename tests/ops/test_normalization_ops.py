@@ -5,7 +5,7 @@ import pytest
 
 import fastconv as fc
 from fctest import assert_close
-from fastconv.functional.normalization import batch_norm
+from fastconv.functional.normalization import batch_norm, batch_norm_relu
 from fastconv.reference import batchnorm as ref
 
 DTYPES = [np.float32, np.float64]
@@ -145,3 +145,67 @@ def test_validation():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="writable"):
         batch_norm(x, ro, None, training=True)
+
+
+# ----------------------------------------------------------------- batch_norm_relu (fused)
+
+def _bn_then_relu(training, x, rm, rv, w, b):
+    return fc.functional.relu(batch_norm(x, rm, rv, w, b, training=training, momentum=0.2))
+
+
+def _fused(training, x, rm, rv, w, b):
+    return batch_norm_relu(x, rm, rv, w, b, training=training, momentum=0.2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (8, 3, 4, 4), (6, 5), (5, 4, 7), (2, 9, 20, 20),
+                                   (3, 1, 2, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_is_bit_identical_to_batch_norm_then_relu(shape, dtype, training,
+                                                                   rng):
+    """Values, the three gradients and the running statistics, for planes that are
+    regrouped (4x4), short, long, 2-D and 3-D inputs, with and without weight and bias."""
+    c = shape[1]
+    x = rng.standard_normal(shape).astype(dtype)
+    x[0, 0] = 0                                 # a constant: normalises to the bias exactly
+    gy = rng.standard_normal(shape).astype(dtype)
+    for affine in (True, False):
+        grads, outs = [], []
+        for fn in (_bn_then_relu, _fused):
+            rm, rv = np.full(c, 0.5, dtype), np.full(c, 2.0, dtype)
+            w = fc.Tensor(rng.standard_normal(c).astype(dtype), requires_grad=True) \
+                if affine else None
+            b = fc.Tensor(np.linspace(-1, 1, c).astype(dtype), requires_grad=True) \
+                if affine else None
+            if affine:                          # the same parameters for both
+                w.data[...] = np.arange(1, c + 1) / c - 0.3
+            xt = fc.Tensor(x, requires_grad=True)
+            y = fn(training, xt, rm, rv, w, b)
+            y.backward(gy)
+            outs.append((y.data, rm, rv))
+            grads.append([xt.grad] + ([w.grad, b.grad] if affine else []))
+        for a, e in zip(outs[1], outs[0]):
+            np.testing.assert_array_equal(a, e)
+        for a, e in zip(grads[1], grads[0]):
+            np.testing.assert_array_equal(a, e)
+        assert (outs[1][0] >= 0).all()
+
+
+def test_batch_norm_relu_gradcheck(rng):
+    x, w, b = (fc.Tensor(a, requires_grad=True) for a in
+               (rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(3),
+                rng.standard_normal(3) * 0.1))
+    assert fc.gradcheck(lambda x, w, b: batch_norm_relu(x, None, None, w, b, training=True),
+                        [x, w, b])
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+    assert fc.gradcheck(lambda x, w, b: batch_norm_relu(x, rm, rv, w, b), [x, w, b])
+
+
+def test_batch_norm_relu_validates_as_batch_norm(rng):
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="batch_norm_relu: expected weight of shape"):
+        batch_norm_relu(x, None, None, np.ones(4, np.float32), training=True)
+    with pytest.raises(ValueError, match="batch_norm_relu: expected running_mean and"):
+        batch_norm_relu(x, None, None)
+    with pytest.raises(TypeError):
+        batch_norm_relu(x, None, None, np.ones(3, np.float64), training=True)

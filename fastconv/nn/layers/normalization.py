@@ -5,7 +5,9 @@ from ... import functional as F
 from ...tensor import Tensor
 from .. import init
 from ..module import Module
+from ...functional.normalization import batch_norm_relu
 from ._utils import empty_parameter, layer_dtype, positive_int
+from .activation import ReLU
 
 __all__ = ["BatchNorm2d"]
 
@@ -83,6 +85,15 @@ class BatchNorm2d(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
+        return F.batch_norm(*self._functional_args(input))
+
+    def _forward_relu(self, input):
+        """``relu(self(input))`` in one op (``batch_norm_relu``), hooks aside: the caller,
+        :func:`batch_norm_relu_modules`, checks there are none."""
+        return batch_norm_relu(*self._functional_args(input))
+
+    def _functional_args(self, input):
+        """Check the input and count the batch; the arguments of ``F.batch_norm``."""
         ndim = (input.data if isinstance(input, Tensor) else np.asarray(input)).ndim
         if ndim != 4:
             raise ValueError(f"BatchNorm2d: expected 4D input (got {ndim}D input)")
@@ -94,11 +105,31 @@ class BatchNorm2d(Module):
                 factor = 1.0 / float(self.num_batches_tracked)
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if track else None,
-                            self.running_var if track else None, self.weight, self.bias,
-                            use_batch_stats, factor, self.eps)
+        return (input, self.running_mean if track else None,
+                self.running_var if track else None, self.weight, self.bias,
+                use_batch_stats, factor, self.eps)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.use_bias}, "
                 f"track_running_stats={self.track_running_stats}")
+
+
+def _plain(module):
+    return not module._forward_hooks and not module._forward_pre_hooks
+
+
+def fusable(bn, relu):
+    """Whether ``relu(bn(x))`` may run as one op: a BatchNorm2d then a ReLU (these exact
+    classes: a subclass may change either's forward), neither with hooks."""
+    return (type(bn) is BatchNorm2d and type(relu) is ReLU and _plain(bn) and _plain(relu))
+
+
+def batch_norm_relu_modules(bn, relu, input):
+    """``relu(bn(input))``: one pass over the data (``F.batch_norm_relu``) when
+    :func:`fusable`, otherwise the two modules in turn. The values, gradients and running
+    statistics are the same either way (bit for bit, tested)."""
+    if fusable(bn, relu):
+        return bn._forward_relu(input)
+    return relu(bn(input))
+

@@ -154,6 +154,15 @@ cdef void _add(const floating* a, const floating* b, floating* y, Py_ssize_t lo,
         y[i] = a[i] + b[i]
 
 
+cdef void _add_relu(const floating* a, const floating* b, floating* y, Py_ssize_t lo,
+                    Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating v
+    for i in range(lo, hi):
+        v = a[i] + b[i]
+        y[i] = 0 if v < 0 else v                # as _relu: NaN passes
+
+
 # ------------------------------------------------------------------------------ entry points
 # Flat buffers: x, y, gy, gx are 1-D C-contiguous views of arrays of one shape (the caller
 # passes ``a.reshape(-1)``). OUT buffers are fully overwritten.
@@ -319,6 +328,18 @@ def prelu_backward(const floating[:, :, ::1] grad_out,  # IN  (N, C, L)
             if want_gw:
                 grad_weight_planes[p // C, p % C] = _negative_dot(
                     &grad_out[0, 0, 0] + p * L, &x[0, 0, 0] + p * L, L)
+
+
+def add_relu_forward(const floating[::1] a, const floating[::1] b, floating[::1] y,
+                     int n_threads):
+    """y = max(a + b, 0), NaN kept: relu_forward of add_forward's result, in one pass (the
+    residual connection of a ResNet block)."""
+    cdef Py_ssize_t n = a.shape[0], blk
+    if n == 0:
+        return
+    with nogil:
+        for blk in prange(_blocks(n), num_threads=n_threads, schedule="static"):
+            _add_relu(&a[0], &b[0], &y[0], blk * BLOCK, _end(blk, n))
 
 
 def add_forward(const floating[::1] a, const floating[::1] b, floating[::1] y, int n_threads):

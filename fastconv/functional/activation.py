@@ -55,6 +55,35 @@ class _ReLU(Function):
         return _elementwise("relu_backward", grad_out.astype(y.dtype, copy=False), y)
 
 
+class _AddReLU(Function):
+    """relu(a + b) for two float arrays of one shape and dtype, in one pass; the backward is
+    relu's (the mask from the output), the same gradient for both operands, as add's."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        y = _elementwise("add_relu_forward", a, b)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (y,) = ctx.saved_tensors
+        g = _elementwise("relu_backward", grad_out.astype(y.dtype, copy=False), y)
+        return (g if ctx.needs_input_grad[0] else None), (g if ctx.needs_input_grad[1] else None)
+
+
+def add_relu(input, other):
+    """``relu(add(input, other))``, as one op when both are float arrays or tensors of the
+    same shape and dtype (one pass over the data instead of two; the same bits, tested), else
+    the two ops. For the residual connections of the ResNet blocks."""
+    a, b = data_of(input), data_of(other)
+    if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+            and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)):
+        return _AddReLU.apply(input, other)
+    from .linear import add
+    return relu(add(input, other))
+
+
 class _LeakyReLU(Function):
     @staticmethod
     def forward(ctx, x, negative_slope):

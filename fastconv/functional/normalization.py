@@ -187,7 +187,7 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, tr
     BatchNorm's backward passes, so neither relu pass runs. The arguments, errors and
     running-statistics updates are :func:`batch_norm`'s. ``BatchNorm2d`` followed by ``ReLU``
     in an ``nn.Sequential`` or a model's block runs through this
-    (``fastconv.nn.layers.normalization.batch_norm_relu_modules``).
+    (``fastconv.nn.layers.fused``).
 
     Examples
     --------

@@ -3,7 +3,7 @@ from collections import OrderedDict
 
 from .. import functional as F
 from .. import nn
-from ..nn.layers.normalization import batch_norm_relu_modules
+from ..nn.layers.fused import batch_norm_relu_modules
 from .resnet import init_conv_bn
 
 __all__ = ["DepthwiseSeparableBlock", "MobileNetSmall", "mobilenet_small"]

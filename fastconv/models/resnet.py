@@ -2,7 +2,7 @@
 and ``resnet20`` (the CIFAR design of He et al., 2016, 16/32/64 channels)."""
 from .. import functional as F
 from .. import nn
-from ..nn.layers.normalization import batch_norm_relu_modules
+from ..nn.layers.fused import batch_norm_relu_modules, relu_of_sum
 
 __all__ = ["BasicBlock", "ResNet", "resnet18", "resnet20", "init_conv_bn"]
 
@@ -47,7 +47,7 @@ class BasicBlock(nn.Module):
         out = batch_norm_relu_modules(self.bn1, self.relu, self.conv1(x))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(F.add(out, identity))
+        return relu_of_sum(self.relu, out, identity)
 
 
 class ResNet(nn.Module):

@@ -2,7 +2,7 @@
 import operator
 from collections import OrderedDict
 
-from .layers.normalization import fusable
+from .layers.fused import fusable
 from .module import Module
 
 __all__ = ["Sequential", "ModuleList"]

@@ -142,6 +142,23 @@ def test_add_forward_is_numpys_add(dtype, n, threads):
     np.testing.assert_array_equal(out, a + b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 16383, 50001])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_add_relu_forward_is_relu_of_add(dtype, n, threads):
+    """relu_forward(add_forward(a, b)) bit for bit: NaN and -0.0 kept, -inf + x clipped."""
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    a[: n // 4] = -np.inf
+    a[n // 4: n // 3] = np.nan
+    a[n // 3: n // 2], b[n // 3: n // 2] = -0.0, -0.0
+    s, want, out = np.empty(n, dtype), np.empty(n, dtype), np.full(n, 7, dtype)
+    k.add_forward(a, b, s, threads)
+    k.relu_forward(s, want, threads)
+    k.add_relu_forward(a, b, out, threads)
+    np.testing.assert_array_equal(out.view(np.uint8), want.view(np.uint8))
+
+
 def test_add_arrays_falls_back_to_numpy_semantics():
     from fastconv.autograd import add_arrays
     big = np.ones((70000,), np.float32)

@@ -6,6 +6,7 @@ import pytest
 import fastconv as fc
 from fastconv import models, nn
 from fastconv.data import DataLoader, SyntheticShapes
+from fastconv.nn.layers import fused as fused_mod
 from fastconv.optim import SGD
 
 
@@ -105,18 +106,19 @@ def test_training_smoke_lenet5_synthetic_shapes():
 
 
 def _unfuse(model):
-    """A no-op forward hook on every BatchNorm2d: batch_norm_relu_modules then runs the BN
-    and the ReLU as two modules."""
+    """A no-op forward hook on every BatchNorm2d and ReLU: the fused pairs
+    (fastconv.nn.layers.fused) then run as two ops."""
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, (nn.BatchNorm2d, nn.ReLU)):
             m.register_forward_hook(lambda mod, args, out: None)
 
 
 @pytest.mark.parametrize("name", ["resnet20", "mobilenet_small", "hourglass_autoencoder"])
 def test_fused_batch_norm_relu_changes_no_bit(name, rng, monkeypatch):
-    """The models run their BatchNorm2d + ReLU pairs as one op; with the pairs run as two
-    modules (hooks disable the fusion) the outputs, every parameter gradient and the running
-    statistics after two training steps and an eval forward are bit for bit the same."""
+    """The models run their BatchNorm2d + ReLU pairs and the ReLU of their residual sums as
+    one op; with the pairs run as two ops (hooks disable the fusion) the outputs, every
+    parameter gradient and the running statistics after two training steps and an eval
+    forward are bit for bit the same."""
     shape = (4, 1, 28, 28) if name == "hourglass_autoencoder" else (4, 3, 32, 32)
     x = rng.standard_normal(shape).astype(np.float32)
     runs, fused_calls = [], []
@@ -127,6 +129,14 @@ def test_fused_batch_norm_relu_changes_no_bit(name, rng, monkeypatch):
         return plain(self, input)
 
     monkeypatch.setattr(nn.BatchNorm2d, "_forward_relu", counted)
+    sums = []
+    plain_sum = fused_mod.add_relu
+
+    def counted_sum(a, b):
+        sums.append(len(fused_calls) - 1)       # the run: 0 fused, 1 unfused
+        return plain_sum(a, b)
+
+    monkeypatch.setattr(fused_mod, "add_relu", counted_sum)
     for fused in (True, False):
         fused_calls.append(0)
         fc.manual_seed(0)
@@ -145,6 +155,7 @@ def test_fused_batch_norm_relu_changes_no_bit(name, rng, monkeypatch):
         outs += [b for _, b in model.named_buffers()]
         runs.append(outs)
     assert fused_calls[0] > 0 and fused_calls[1] == 0
+    assert set(sums) == ({0} if name == "resnet20" else set())
     assert len(runs[0]) == len(runs[1])
     for a, e in zip(*runs):
         np.testing.assert_array_equal(a, e)

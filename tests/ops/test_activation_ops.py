@@ -147,3 +147,32 @@ def test_validation():
         A.prelu(x, np.ones(3, np.float64))
     with pytest.raises(TypeError, match="negative_slope"):
         A.leaky_relu(x, "0.1")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes", [((4, 3, 5, 5), (4, 3, 5, 5)), ((6,), (6,)),
+                                    ((4, 3, 5, 5), (1, 3, 1, 1)), ((2, 3), ())])
+def test_add_relu_is_relu_of_add(shapes, dtype, rng):
+    """Values and both gradients bit for bit equal to relu(add(a, b)); broadcasting and
+    scalars take the two ops."""
+    from fastconv.functional.linear import add
+    a = rng.standard_normal(shapes[0]).astype(dtype)
+    b = rng.standard_normal(shapes[1]).astype(dtype)
+    gy = rng.standard_normal(np.broadcast_shapes(a.shape, b.shape)).astype(dtype)
+    runs = []
+    for fn in (lambda x, y: A.relu(add(x, y)), A.add_relu):
+        at, bt = fc.Tensor(a, requires_grad=True), fc.Tensor(b, requires_grad=True)
+        y = fn(at, bt)
+        y.backward(gy)
+        runs.append((y.data, at.grad, bt.grad))
+    for got, want in zip(*runs):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_add_relu_gradcheck_and_shared_input(rng):
+    """x + x through the fused op: the gradient accumulates from both operands."""
+    x = fc.Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    y = fc.Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    assert fc.gradcheck(lambda p, q: A.add_relu(p, q), [x, y])
+    A.add_relu(x, x).backward(np.ones((3, 4)))
+    np.testing.assert_array_equal(x.grad, np.where(x.data > 0, 2.0, 0.0))

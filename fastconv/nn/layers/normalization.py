@@ -7,7 +7,6 @@ from .. import init
 from ..module import Module
 from ...functional.normalization import batch_norm_relu
 from ._utils import empty_parameter, layer_dtype, positive_int
-from .activation import ReLU
 
 __all__ = ["BatchNorm2d"]
 
@@ -88,8 +87,8 @@ class BatchNorm2d(Module):
         return F.batch_norm(*self._functional_args(input))
 
     def _forward_relu(self, input):
-        """``relu(self(input))`` in one op (``batch_norm_relu``), hooks aside: the caller,
-        :func:`batch_norm_relu_modules`, checks there are none."""
+        """``relu(self(input))`` in one op (``batch_norm_relu``), hooks aside: the callers
+        (``fastconv.nn.layers.fused``) check there are none."""
         return batch_norm_relu(*self._functional_args(input))
 
     def _functional_args(self, input):
@@ -113,23 +112,3 @@ class BatchNorm2d(Module):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, bias={self.use_bias}, "
                 f"track_running_stats={self.track_running_stats}")
-
-
-def _plain(module):
-    return not module._forward_hooks and not module._forward_pre_hooks
-
-
-def fusable(bn, relu):
-    """Whether ``relu(bn(x))`` may run as one op: a BatchNorm2d then a ReLU (these exact
-    classes: a subclass may change either's forward), neither with hooks."""
-    return (type(bn) is BatchNorm2d and type(relu) is ReLU and _plain(bn) and _plain(relu))
-
-
-def batch_norm_relu_modules(bn, relu, input):
-    """``relu(bn(input))``: one pass over the data (``F.batch_norm_relu``) when
-    :func:`fusable`, otherwise the two modules in turn. The values, gradients and running
-    statistics are the same either way (bit for bit, tested)."""
-    if fusable(bn, relu):
-        return bn._forward_relu(input)
-    return relu(bn(input))
-

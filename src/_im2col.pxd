@@ -71,27 +71,55 @@ cdef inline void col2im_channels(const floating *cols, Py_ssize_t H, Py_ssize_t 
                                  Py_ssize_t c0, Py_ssize_t c1, floating *gx) noexcept nogil:
     """Scatter-add the column rows of channels [c0, c1) into gx (C, H, W), taps in fixed
     (i, j) order. Writes only gx[c0:c1], so channel ranges may run in parallel."""
-    cdef Py_ssize_t c, oh, ow, ih, lo, hi, xoff
+    cdef Py_ssize_t c, oh, ow, ih, lo, hi, xoff, lo1, hi1, plo, phi
     cdef Py_ssize_t ncol = (oh1 - oh0) * OW
     cdef int i, j
     cdef const floating *src
+    cdef const floating *src1
     cdef floating *dst
     for c in range(c0, c1):
         for i in range(kh):
-            for j in range(kw):
+            j = 0
+            while j < kw:
                 valid_range(W, OW, j, sw, pw, dw, &lo, &hi)
-                if lo >= hi:
-                    continue
                 xoff = <Py_ssize_t>j * dw - pw
                 src = cols + ((c * kh + i) * kw + j) * ncol
-                for oh in range(oh0, oh1):
-                    ih = oh * sh - ph + <Py_ssize_t>i * dh
-                    if ih >= 0 and ih < H:
-                        dst = gx + (c * H + ih) * W + xoff
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                dst[ow] += src[ow]
-                        else:
-                            for ow in range(lo, hi):
-                                dst[ow * sw] += src[ow]
-                    src += OW
+                if sw == 2 and dw == 1 and j + 1 < kw:
+                    # taps j and j + 1 of stride 2 write the even and odd columns of one
+                    # contiguous run: interleaved in one loop, which vectorises (each gx
+                    # value still gets its taps' terms in (i, j) order: one tap per column)
+                    valid_range(W, OW, j + 1, sw, pw, dw, &lo1, &hi1)
+                    src1 = src + ncol
+                    plo, phi = max(lo, lo1), min(hi, hi1)
+                    for oh in range(oh0, oh1):
+                        ih = oh * sh - ph + <Py_ssize_t>i * dh
+                        if ih >= 0 and ih < H:
+                            dst = gx + (c * H + ih) * W + xoff
+                            for ow in range(plo, phi):
+                                dst[2 * ow] += src[ow]
+                                dst[2 * ow + 1] += src1[ow]
+                            for ow in range(lo, min(hi, plo)):
+                                dst[2 * ow] += src[ow]
+                            for ow in range(max(lo, phi), hi):
+                                dst[2 * ow] += src[ow]
+                            for ow in range(lo1, min(hi1, plo)):
+                                dst[2 * ow + 1] += src1[ow]
+                            for ow in range(max(lo1, phi), hi1):
+                                dst[2 * ow + 1] += src1[ow]
+                        src += OW
+                        src1 += OW
+                    j += 2
+                    continue
+                if lo < hi:
+                    for oh in range(oh0, oh1):
+                        ih = oh * sh - ph + <Py_ssize_t>i * dh
+                        if ih >= 0 and ih < H:
+                            dst = gx + (c * H + ih) * W + xoff
+                            if sw == 1:
+                                for ow in range(lo, hi):
+                                    dst[ow] += src[ow]
+                            else:
+                                for ow in range(lo, hi):
+                                    dst[ow * sw] += src[ow]
+                        src += OW
+                j += 1

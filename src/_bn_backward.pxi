@@ -111,7 +111,7 @@ cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
                floating[::1] grad_weight, floating[::1] grad_bias, bint training,
                int n_threads, const floating[::1] bias, bint relu):
     cdef GradArgs g
-    cdef Py_ssize_t c, n
+    cdef Py_ssize_t c
     cdef const floating* gyp
     cdef const floating* xp
     cdef const floating* wp = _ptr(weight)
@@ -123,8 +123,6 @@ cdef _backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
     cdef floating* gbp = NULL
     cdef const double* sm
     cdef const double* si
-    cdef double* buf
-    cdef double sg, sd
     g.N, g.C, g.L = x.shape[0], x.shape[1], x.shape[2]
     g.M = <double>g.N * g.L
     g.training = training

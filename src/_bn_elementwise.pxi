@@ -145,7 +145,7 @@ cdef void _plane_grad_input_m(bint relu, const floating* gy, const floating* x, 
     if floating is float:
         if relu and not (gd == 0 and gc == 0) and fc_bn_grad_input_relu(
                 gy, x, gx, L, m_hi, m_lo, <floating>ga, <floating>gd, <floating>gc,
-                <floating>ga, <floating>b):
+                <floating>b):
             return
     _plane_grad_input(_relu_masked(relu, gy, x, mb, L, mean, ga, b), x, gx, L, mean, ga, gd,
                       gc)

@@ -93,40 +93,40 @@ fc_bn_gx16(__m512 g, __m512 x, __m512 vh, __m512 vl, __m512 va, __m512 vd, __m51
                          vc);
 }
 
-/* fc_bn_gx16, gy first masked as relu's backward when relu (fc_bn_relu_mask) */
+/* fc_bn_gx16, gy first masked as relu's backward when relu (fc_bn_relu_mask): relu's input
+ * was ((x - vh) - vl) * va + vrb, va = weight * invstd being also the forward's scale */
 static inline __attribute__((always_inline)) FC_BN_512 __m512
 fc_bn_gx16_relu(__m512 g, __m512 x, __m512 vh, __m512 vl, __m512 va, __m512 vd, __m512 vc,
-                int relu, __m512 vra, __m512 vrb)
+                int relu, __m512 vrb)
 {
     if (relu)
-        g = fc_bn_relu_mask(g, _mm512_sub_ps(_mm512_sub_ps(x, vh), vl), vra, vrb);
+        g = fc_bn_relu_mask(g, _mm512_sub_ps(_mm512_sub_ps(x, vh), vl), va, vrb);
     return fc_bn_gx16(g, x, vh, vl, va, vd, vc);
 }
 
 static inline __attribute__((always_inline)) FC_BN_512 void
 fc_bn_grad_input_body(const float *gy, const float *x, float *gx, Py_ssize_t n, float mh,
-                      float ml, float a, float d, float c, int relu, float ra, float rb)
+                      float ml, float a, float d, float c, int relu, float rb)
 {
     const __m512 vh = _mm512_set1_ps(mh), vl = _mm512_set1_ps(ml), va = _mm512_set1_ps(a),
-                 vd = _mm512_set1_ps(d), vc = _mm512_set1_ps(c);
-    const __m512 vra = _mm512_set1_ps(ra), vrb = _mm512_set1_ps(rb);
+                 vd = _mm512_set1_ps(d), vc = _mm512_set1_ps(c), vrb = _mm512_set1_ps(rb);
     Py_ssize_t i = fc_bn_head(gx, n);
     __mmask16 k;
     if (i) {
         k = (__mmask16)((1u << i) - 1);
         _mm512_mask_storeu_ps(gx, k, fc_bn_gx16_relu(_mm512_maskz_loadu_ps(k, gy),
                                                      _mm512_maskz_loadu_ps(k, x), vh, vl, va,
-                                                     vd, vc, relu, vra, vrb));
+                                                     vd, vc, relu, vrb));
     }
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(gx + i, fc_bn_gx16_relu(_mm512_loadu_ps(gy + i),
                                                  _mm512_loadu_ps(x + i), vh, vl, va, vd, vc,
-                                                 relu, vra, vrb));
+                                                 relu, vrb));
     if (i < n) {
         k = (__mmask16)((1u << (n - i)) - 1);
         _mm512_mask_storeu_ps(gx + i, k, fc_bn_gx16_relu(_mm512_maskz_loadu_ps(k, gy + i),
                                                          _mm512_maskz_loadu_ps(k, x + i), vh,
-                                                         vl, va, vd, vc, relu, vra, vrb));
+                                                         vl, va, vd, vc, relu, vrb));
     }
 }
 
@@ -134,14 +134,14 @@ static FC_BN_512 void fc_bn_grad_input_512(const float *gy, const float *x, floa
                                            Py_ssize_t n, float mh, float ml, float a, float d,
                                            float c)
 {
-    fc_bn_grad_input_body(gy, x, gx, n, mh, ml, a, d, c, 0, 0.0f, 0.0f);
+    fc_bn_grad_input_body(gy, x, gx, n, mh, ml, a, d, c, 0, 0.0f);
 }
 
 static FC_BN_512 void fc_bn_grad_input_relu_512(const float *gy, const float *x, float *gx,
                                                 Py_ssize_t n, float mh, float ml, float a,
-                                                float d, float c, float ra, float rb)
+                                                float d, float c, float rb)
 {
-    fc_bn_grad_input_body(gy, x, gx, n, mh, ml, a, d, c, 1, ra, rb);
+    fc_bn_grad_input_body(gy, x, gx, n, mh, ml, a, d, c, 1, rb);
 }
 
 static FC_BN_256 void fc_bn_grad_input_256(const float *gy, const float *x, float *gx,
@@ -186,15 +186,15 @@ static int fc_bn_grad_input(const float *gy, const float *x, float *gx, Py_ssize
     return 0;
 }
 
-/* fc_bn_grad_input of gy masked as relu's backward (ra, rb: the forward's scale and shift),
- * the mask applied in registers; AVX-512 only (elsewhere the caller masks into a buffer) */
+/* fc_bn_grad_input of gy masked as relu's backward (relu's input was ((x - mh) - ml) * a +
+ * rb: a = weight * invstd is also the forward's scale, rb its shift), the mask applied in
+ * registers; AVX-512 only (elsewhere the caller masks into a buffer) */
 static int fc_bn_grad_input_relu(const float *gy, const float *x, float *gx, Py_ssize_t n,
-                                 float mh, float ml, float a, float d, float c, float ra,
-                                 float rb)
+                                 float mh, float ml, float a, float d, float c, float rb)
 {
 #if FC_BN_X86
     if (fc_bn_target() == FC_BN_AVX512) {
-        fc_bn_grad_input_relu_512(gy, x, gx, n, mh, ml, a, d, c, ra, rb);
+        fc_bn_grad_input_relu_512(gy, x, gx, n, mh, ml, a, d, c, rb);
         return 1;
     }
 #endif

@@ -77,7 +77,7 @@ cdef extern from "_bn_simd.h":
                              float m_lo, float ra, float rb, double* sum_gy,
                              double* dot) noexcept nogil
     bint fc_bn_grad_input_relu(const float* gy, const float* x, float* gx, Py_ssize_t n,
-                               float m_hi, float m_lo, float a, float d, float c, float ra,
+                               float m_hi, float m_lo, float a, float d, float c,
                                float rb) noexcept nogil
 
 

@@ -15,6 +15,7 @@ from .._config import default_rng, get_num_threads
 from .._ext import activations as _kernel
 from ..autograd import Function
 from ._args import check_float, check_ndim, check_same_dtype, data_of, kernel_ready
+from .linear import add
 
 __all__ = ["relu", "leaky_relu", "elu", "prelu", "sigmoid", "tanh", "softmax", "log_softmax",
            "dropout"]
@@ -80,7 +81,6 @@ def add_relu(input, other):
     if (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
             and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)):
         return _AddReLU.apply(input, other)
-    from .linear import add
     return relu(add(input, other))
 
 

@@ -29,11 +29,11 @@ def test_set_num_threads_round_trip():
         fc.set_num_threads(before)
 
 
-def _child(code, **env):
+def _child(code, argv=(), **env):
     base = {k: v for k, v in os.environ.items()
             if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     base.update(env)
-    out = run_python(["-c", code], env=base)
+    out = run_python(["-c", code, *argv], env=base)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -55,9 +55,10 @@ def test_wait_policy_default_respects_the_user(env, expected):
 
 
 _FAULTS = """
-import resource, numpy as np, fastconv as fc
-def step():       # a step's activations: 10 arrays of 4 MiB alive together, then freed
-    arrays = [np.ones(1 << 20, np.float32) for _ in range(10)]
+import resource, sys, numpy as np, fastconv as fc
+count, size = int(sys.argv[1]), int(sys.argv[2])
+def step():       # a step's activations: `count` arrays of `size` floats alive together
+    arrays = [np.ones(size, np.float32) for _ in range(count)]
     return sum(float(a[::4096].sum()) for a in arrays)
 step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -69,12 +70,17 @@ print(fc.build_info()["malloc_tuned"], resource.getrusage(resource.RUSAGE_SELF).
 
 @pytest.mark.skipif(not os.sys.platform.startswith("linux") or
                     __import__("platform").libc_ver()[0] != "glibc", reason="glibc only")
-def test_freed_blocks_are_reused_without_page_faults():
-    """fastconv tunes glibc at import so that freed MB-sized blocks stay mapped: 20 rounds of
-    allocating, touching and freeing 40 MiB fault (almost) no page in; with the tuning
-    switched off glibc returns the freed heap top and each round faults most of its 10240
-    pages in again."""
-    tuned, faults = _child(_FAULTS).split()
+@pytest.mark.parametrize("count, size, untuned_faults", [(10, 1 << 20, 20 * 1000),
+                                                         (2, 12 << 20, 20 * 20)],
+                         ids=["4MiB", "48MiB"])
+def test_freed_blocks_are_reused_without_page_faults(count, size, untuned_faults):
+    """fastconv tunes glibc at import so that freed blocks stay mapped: 20 rounds of
+    allocating, touching and freeing 40 MiB (10 blocks of 4 MiB) or 96 MiB (2 of 48 MiB, above
+    glibc's largest mmap threshold) fault (almost) no page in; with the tuning switched off
+    glibc returns the freed heap top, or unmaps the big blocks, and each round faults most of
+    its pages in again (the 48 MiB blocks may come as 2 MiB huge pages: 24 faults each)."""
+    argv = [str(count), str(size)]
+    tuned, faults = _child(_FAULTS, argv=argv).split()
     assert tuned == "True" and int(faults) < 200, (tuned, faults)
-    tuned, faults = _child(_FAULTS, FASTCONV_MALLOC_TUNING="0").split()
-    assert tuned == "False" and int(faults) > 20 * 1000, (tuned, faults)
+    tuned, faults = _child(_FAULTS, argv=argv, FASTCONV_MALLOC_TUNING="0").split()
+    assert tuned == "False" and int(faults) > untuned_faults, (tuned, faults)

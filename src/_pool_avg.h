@@ -4,9 +4,10 @@
  *
  * fc_plane_means_f32(x, P, n, out): out[p] = (sum of the n values of plane p) / H / W for
  * P consecutive planes (the caller passes H and W). With AVX-512 a plane is summed in two
- * 16-lane accumulators (the masked tail included), added and reduced in a fixed order; the
- * other paths use the 8 fixed partial sums of pool2d.pyx's _plane_sum. Either way a plane's
- * value does not depend on how the planes are split over threads. Small planes (global
+ * 16-lane accumulators (the masked tail included), added, and the vectors of 16 planes are
+ * reduced together, each in one fixed order (fc_lane_sums16); the other paths use the 8
+ * fixed partial sums of pool2d.pyx's _plane_sum. Either way a plane's value does not depend
+ * on how the planes are split over threads or grouped. Small planes (global
  * pooling after a CNN's last block: 8x8, 4x4, 7x7) make the per-plane overhead the cost, so
  * a call handles a block of planes.
  */
@@ -30,20 +31,53 @@ static float fc_plane_sum8_f32(const float *x, Py_ssize_t n)
 }
 
 #if FC_POOL_X86
+/* Lane sums of 16 vectors: out lane j = the sum of v[j]'s 16 lanes, added in one fixed tree
+ * ((l0 + l2) + (l1 + l3) within each 128-bit quarter, then (q0 + q1) + (q2 + q3)) whatever
+ * the other 15 vectors hold: 30 shuffles and 15 adds for 16 sums, where a horizontal
+ * reduction per vector is a serial chain of 8 of each. */
+static inline __attribute__((always_inline)) FC_AVX512 __m512 fc_lane_sums16(const __m512 *v)
+{
+    __m512 w[4], y01, y23;
+    for (int g = 0; g < 4; g++) {
+        const __m512 *u = v + 4 * g;
+        __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(u[0], u[1]), _mm512_unpackhi_ps(u[0], u[1]));
+        __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(u[2], u[3]), _mm512_unpackhi_ps(u[2], u[3]));
+        w[g] = _mm512_add_ps(_mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 2, 3, 2)));
+    }   /* quarter q of w[g], element k: quarter q's sum of v[4g + k] */
+    y01 = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                        _mm512_shuffle_f32x4(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    y23 = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                        _mm512_shuffle_f32x4(w[2], w[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(y01, y23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(y01, y23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 static FC_AVX512 void fc_plane_means_avx512(const float *x, Py_ssize_t P, Py_ssize_t n,
                                             float *out, float H, float W)
 {
     Py_ssize_t nv = n - n % 32, rem = n - nv;
     __mmask16 t0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
     __mmask16 t1 = rem > 16 ? (__mmask16)((1u << (rem - 16)) - 1) : 0;
-    for (Py_ssize_t p = 0; p < P; p++, x += n) {
-        __m512 a = _mm512_maskz_loadu_ps(t0, x + nv);
-        __m512 b = _mm512_maskz_loadu_ps(t1, x + nv + 16);
-        for (Py_ssize_t i = 0; i < nv; i += 32) {
-            a = _mm512_add_ps(a, _mm512_loadu_ps(x + i));
-            b = _mm512_add_ps(b, _mm512_loadu_ps(x + i + 16));
+    const __m512 vh = _mm512_set1_ps(H), vw = _mm512_set1_ps(W);
+    __m512 v[16];
+    for (Py_ssize_t p0 = 0; p0 < P; p0 += 16) {
+        int m = P - p0 < 16 ? (int)(P - p0) : 16;
+        for (int j = 0; j < 16; j++) {   /* planes past the end: zero vectors */
+            const float *xp = x + (p0 + j) * n;
+            __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+            if (j < m) {
+                a = _mm512_maskz_loadu_ps(t0, xp + nv);
+                b = _mm512_maskz_loadu_ps(t1, xp + nv + 16);
+                for (Py_ssize_t i = 0; i < nv; i += 32) {
+                    a = _mm512_add_ps(a, _mm512_loadu_ps(xp + i));
+                    b = _mm512_add_ps(b, _mm512_loadu_ps(xp + i + 16));
+                }
+            }
+            v[j] = _mm512_add_ps(a, b);
         }
-        out[p] = _mm512_reduce_add_ps(_mm512_add_ps(a, b)) / H / W;
+        _mm512_mask_storeu_ps(out + p0, (__mmask16)((1u << m) - 1),
+                              _mm512_div_ps(_mm512_div_ps(fc_lane_sums16(v), vh), vw));
     }
 }
 #endif

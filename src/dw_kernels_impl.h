@@ -157,6 +157,45 @@ static inline __attribute__((always_inline)) DW_ATTR DW_M DWN(lanes)(ptrdiff_t l
     return DW_MRANGE((int)lo, (int)hi);
 }
 
+/* Columns [0, Jn) of dw_pack's rows (Jn <= DW_PACK_MAXV vectors; rows Jw apart, phase q at
+ * q * Jw): the masks depend only on the column, so they are worked out once, not per row. */
+static inline __attribute__((always_inline)) DW_ATTR void
+DWN(pack_cols)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw, ptrdiff_t Jn,
+               const DW_T *src, ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0, ptrdiff_t c0,
+               ptrdiff_t s, DW_V z)
+{
+    DW_M keep[DW_PACK_MAXV], la[DW_PACK_MAXV], lb[DW_PACK_MAXV];
+    const ptrdiff_t nv = (Jn + DW_VL - 1) / DW_VL;
+    for (ptrdiff_t v = 0; v < nv; ++v) {
+        ptrdiff_t j = v * DW_VL, c = s * j - c0;   /* stride 2: phase 0 at c, phase 1 at c + 1 */
+        keep[v] = DWN(lanes)(0, Jn - j);
+        la[v] = DWN(lanes)(-c, W - c);
+        lb[v] = DWN(lanes)(-c - DW_VL, W - c - DW_VL);
+    }
+    for (ptrdiff_t r = 0; r < Hb; ++r) {
+        ptrdiff_t ih = r - r0;
+        DW_T *d = buf + r * nq * Jw;
+        if (ih < 0 || ih >= H) {
+            for (ptrdiff_t q = 0; q < nq; ++q)
+                for (ptrdiff_t v = 0; v < nv; ++v)
+                    DW_MSTORE(d + q * Jw + v * DW_VL, keep[v], z);
+            continue;
+        }
+        const DW_T *x = src + ih * W - c0;
+        if (s == 1) {
+            for (ptrdiff_t v = 0; v < nv; ++v)
+                DW_MSTORE(d + v * DW_VL, keep[v], DW_MLOAD(x + v * DW_VL, la[v]));
+        } else {
+            for (ptrdiff_t v = 0; v < nv; ++v) {
+                DW_V a = DW_MLOAD(x + 2 * v * DW_VL, la[v]);
+                DW_V b = DW_MLOAD(x + 2 * v * DW_VL + DW_VL, lb[v]);
+                DW_MSTORE(d + v * DW_VL, keep[v], DW_EVENS(a, b));
+                DW_MSTORE(d + Jw + v * DW_VL, keep[v], DW_ODDS(a, b));
+            }
+        }
+    }
+}
+
 /* dw_pack (see the portable version) for s = 1 and 2: masked loads give the zero padding, and
  * stride 2 splits each pair of vectors into its even and odd columns in registers. Masked-off
  * lanes are never read (no fault), so the loads may start before a row or end after it. */
@@ -169,38 +208,44 @@ static DW_ATTR void DWN(pack)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t J
         return;
     }
     const DW_V z = DW_ZERO();
-    for (ptrdiff_t r = 0; r < Hb; ++r) {
-        ptrdiff_t ih = r - r0;
-        DW_T *d = buf + r * nq * Jw;
-        if (ih < 0 || ih >= H) {
-            ptrdiff_t n = nq * Jw, i = 0;
-            for (; i + DW_VL <= n; i += DW_VL)
-                DW_STORE(d + i, z);
-            if (i < n)
-                DW_MSTORE(d + i, DWN(lanes)(0, n - i), z);
-            continue;
-        }
-        const DW_T *x = src + ih * W;
-        for (ptrdiff_t j = 0; j < Jw; j += DW_VL) {
-            const DW_M keep = DWN(lanes)(0, Jw - j);
-            if (s == 1) {
-                ptrdiff_t c = j - c0;
-                DW_V v = DW_MLOAD(x + c, DWN(lanes)(-c, W - c));
-                DW_MSTORE(d + j, keep, v);
-            } else {
-                ptrdiff_t c = 2 * j - c0;     /* column of phase 0 at j; phase 1 is c + 1 */
-                DW_V a = DW_MLOAD(x + c, DWN(lanes)(-c, W - c));
-                DW_V b = DW_MLOAD(x + c + DW_VL, DWN(lanes)(-c - DW_VL, W - c - DW_VL));
-                DW_MSTORE(d + j, keep, DW_EVENS(a, b));
-                DW_MSTORE(d + Jw + j, keep, DW_ODDS(a, b));
-            }
-        }
+    const ptrdiff_t nv = (Jw + DW_VL - 1) / DW_VL;
+    if (nv > DW_PACK_MAXV) {   /* wider than the mask tables: rows in pieces */
+        ptrdiff_t Jp = DW_PACK_MAXV * DW_VL;
+        for (ptrdiff_t j0 = 0; j0 < Jw; j0 += Jp)
+            DWN(pack_cols)(buf + j0, Hb, nq, Jw, Jw - j0 < Jp ? Jw - j0 : Jp, src, H, W, r0,
+                           c0 - s * j0, s, z);
+        return;
+    }
+    DWN(pack_cols)(buf, Hb, nq, Jw, Jw, src, H, W, r0, c0, s, z);
+}
+
+/* NV vectors of one output row side by side, each with its own accumulator: the 9 FMAs of a
+ * 3x3 tap chain are serial (4 cycles each), so one vector at a time left the FMA units idle
+ * most of the time. MASKED: the last vector's loads and stores go through mask m. */
+static inline __attribute__((always_inline)) DW_ATTR void
+DWN(taps_row)(DW_T *o, const DW_T *x, const ptrdiff_t *off, const DW_V *wv, DW_V bv, DW_M m,
+              int accumulate, const int NT, const int NV, const int MASKED)
+{
+    DW_V a[DW_NB];
+    for (int v = 0; v < NV; ++v)
+        a[v] = !accumulate ? bv : MASKED && v == NV - 1 ? DW_MLOAD(o + v * DW_VL, m)
+                                                        : DW_LOAD(o + v * DW_VL);
+    for (int t = 0; t < NT; ++t)
+        for (int v = 0; v < NV; ++v)
+            a[v] = DW_FMA(wv[t], MASKED && v == NV - 1 ? DW_MLOAD(x + off[t] + v * DW_VL, m)
+                                                       : DW_LOAD(x + off[t] + v * DW_VL), a[v]);
+    for (int v = 0; v < NV; ++v) {
+        if (MASKED && v == NV - 1)
+            DW_MSTORE(o + v * DW_VL, m, a[v]);
+        else
+            DW_STORE(o + v * DW_VL, a[v]);
     }
 }
 
 /* Up to DW_CHUNK taps with their weights held in registers; NT is a literal for the common
  * tap counts (3x3 forward: 9; stride-2 backward_input phases: 4, 2, 1), so the tap loop
- * unrolls. */
+ * unrolls. A row goes in blocks of DW_NB vectors, then its last 1 to DW_NB vectors together
+ * (the final one masked, possibly full). Each output is base + taps in order either way. */
 static inline __attribute__((always_inline)) DW_ATTR void
 DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
                 ptrdiff_t lds, const DW_T *w, const ptrdiff_t *widx, const ptrdiff_t *off,
@@ -210,23 +255,21 @@ DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *
     for (int t = 0; t < NT; ++t)
         wv[t] = DW_SET1(w[widx[t]]);
     const DW_V bv = DW_SET1(b);
-    const ptrdiff_t nf = C - C % DW_VL;
-    const DW_M m = DW_MASK(C - nf);
+    const ptrdiff_t nb = C <= DW_NB * DW_VL ? 0 : (C - 1) / (DW_NB * DW_VL) * (DW_NB * DW_VL);
+    const int nrem = (int)((C - nb + DW_VL - 1) / DW_VL);   /* 1..DW_NB when C > 0 */
+    const DW_M m = DWN(lanes)(0, C - nb - (nrem - 1) * DW_VL);   /* the last vector's */
     for (ptrdiff_t r = 0; r < R; ++r) {
         DW_T *o = out + r * ldo;
         const DW_T *x = src + r * lds;
-        ptrdiff_t i = 0;
-        for (; i < nf; i += DW_VL) {
-            DW_V a = accumulate ? DW_LOAD(o + i) : bv;
-            for (int t = 0; t < NT; ++t)
-                a = DW_FMA(wv[t], DW_LOAD(x + off[t] + i), a);
-            DW_STORE(o + i, a);
-        }
-        if (i < C) {
-            DW_V a = accumulate ? DW_MLOAD(o + i, m) : bv;
-            for (int t = 0; t < NT; ++t)
-                a = DW_FMA(wv[t], DW_MLOAD(x + off[t] + i, m), a);
-            DW_MSTORE(o + i, m, a);
+        for (ptrdiff_t i = 0; i < nb; i += DW_NB * DW_VL)
+            DWN(taps_row)(o + i, x + i, off, wv, bv, m, accumulate, NT, DW_NB, 0);
+        o += nb;
+        x += nb;
+        switch (nrem) {
+        case 1: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 1, 1); break;
+        case 2: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 2, 1); break;
+        case 3: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 3, 1); break;
+        case 4: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 4, 1); break;
         }
     }
 }

@@ -94,6 +94,10 @@ EDGE = [  # (N, C, H, W, multiplier, kh, kw, stride, padding, dilation)
     (2, 3, 19, 23, 1, 5, 5, 1, 2, 1),               # 5x5 (generic path)
     (1, 2, 19, 23, 2, 5, 5, 2, 2, 1),
     (1, 2, 10, 11, 1, 3, 3, 3, 0, 1),               # rows/cols no window reads
+    (1, 2, 6, 64, 1, 3, 3, 1, 1, 1),                # a 64-column row: 4 float32 vectors
+    (2, 2, 7, 130, 2, 3, 3, 1, 1, 1),               # blocks of 4 vectors and a tail
+    (1, 2, 5, 1030, 1, 3, 3, 1, 1, 1),              # packed rows wider than the mask tables
+    (1, 2, 5, 1030, 1, 3, 3, 2, 1, 1),              # the same at stride 2
 ]
 
 

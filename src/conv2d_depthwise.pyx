@@ -149,7 +149,9 @@ cdef void _geom(Geom* g, Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, Py_ssize_t
     g.m = C_out // C_in if C_in > 0 else 0
     # packed input: padded row r = ih + ph; phase q, column j holds iw = j * sw + q - pw
     g.Hp = (OH - 1) * sh + (kH - 1) * dh + 1 if OH > 0 else 0
-    g.Jw = OW + (kW - 1) * dw // sw
+    # rounded up to 16 values (64 bytes of float32): every packed row and phase then starts
+    # on a cache line, so the tap with no column offset never splits a load across two
+    g.Jw = (OW + (kW - 1) * dw // sw + 15) // 16 * 16
     g.RS = sw * g.Jw
 
 

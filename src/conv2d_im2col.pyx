@@ -324,15 +324,24 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
     # form that needs neither column matrix nor col2im.
     cdef Geometry gt
     cdef const floating[:, :, :, ::1] wt
-    if stride_h == 1 and stride_w == 1 and g.cin_g >= 8 and pad_h <= dil_h * (g.kh - 1) and \
-            pad_w <= dil_w * (g.kw - 1) and g.H == g.OH + dil_h * (g.kh - 1) - 2 * pad_h and \
+    # The flipped form's forward runs the no-pack kernel (float32 on AVX-512) when C_in is at
+    # most ROWOFF_MAX_COUT, else the GEMM; it pads grad_out by d*(k-1) - p on each side, so
+    # small planes have many junk columns. Measured against the GEMM + col2im path: with the
+    # GEMM, more than 25% junk or fewer than 8 input channels were slower (float64 5x5 on
+    # 14x14: 1.5-2.2x); with the no-pack kernel, from 4 input channels and up to one junk
+    # column per real one it was faster everywhere tried (lenet_c2 0.66-0.72x, 3x3 on 2x2
+    # to 6x6 planes 0.34-0.68x, 5x5 on 4x4 to 28x28 0.30-0.50x; 1 to 3 channels 1.1-1.8x
+    # slower).
+    cdef bint rowoff = (floating is float and fc_rowoff_available()
+                        and g.cin_g <= ROWOFF_MAX_COUT)
+    if stride_h == 1 and stride_w == 1 and g.cin_g >= (4 if rowoff else 8) and \
+            pad_h <= dil_h * (g.kh - 1) and pad_w <= dil_w * (g.kw - 1) and \
+            g.H == g.OH + dil_h * (g.kh - 1) - 2 * pad_h and \
             g.W == g.OW + dil_w * (g.kw - 1) - 2 * pad_w:
         gt = make_geometry(g.N, g.C_out, g.OH, g.OW, g.C_in, g.H, g.W, g.kh, g.kw, 1, 1,
                            dil_h * (g.kh - 1) - pad_h, dil_w * (g.kw - 1) - pad_w, dil_h,
                            dil_w, groups, sizeof(floating))
-        # (the flipped form pads grad_out by d*(k-1) - p on each side: with more than 25%
-        # junk columns it measured slower than the general path, unlike forward)
-        if gt.padded and (gt.Wp - gt.OW) * 4 <= gt.OW:
+        if gt.padded and (gt.Wp - gt.OW) * (1 if rowoff else 4) <= gt.OW:
             wt = np.ascontiguousarray(
                 np.asarray(weight).reshape(groups, g.cout_g, g.cin_g, g.kh, g.kw)
                 .transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]

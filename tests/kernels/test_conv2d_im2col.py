@@ -6,8 +6,9 @@ kernel, backward_weight as one GEMM over a chunk's pixels; forward with at most 
 channels per group runs the no-pack kernel of conv_rowoff.h instead of the GEMM. Each pass
 is checked against the NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
 with the geometries on both sides of every switch: junk share (up to 2 junk columns per
-output column), cin_g >= 8 for
-backward_input, padding > dilation*(k-1), non-finite inputs for backward_weight, and its
+output column), backward_input's flipped form (cin_g >= 4 and up to 1 junk column per real
+one with the no-pack kernel, else cin_g >= 8 and 25%), padding > dilation*(k-1), non-finite
+inputs for backward_weight, and its
 dot-product form (AVX-512, <= 32 channels per group) against its GEMM form.
 """
 import os
@@ -40,6 +41,10 @@ CASES = [
     (3, 8, 12, 12, 20, 3, 3, (1, 1), (1, 1), 1),     # no-pack forward: rows 8+8+4, 168 columns
     (1, 12, 9, 9, 12, 3, 3, (1, 1), (1, 1), 2),      # N = 1: its column blocks over threads
     (2, 64, 6, 6, 66, 3, 3, (1, 1), (1, 1), 2),      # 33 per group: the GEMM weight grad
+    (3, 4, 2, 2, 8, 3, 3, (1, 1), (1, 1), 1),        # backward_input flipped, 100% junk, C_in 4
+    (2, 5, 3, 3, 7, 3, 3, (1, 1), (1, 1), 1),        # 67% junk, C_in 5
+    (2, 3, 6, 6, 8, 3, 3, (1, 1), (1, 1), 1),        # C_in 3: backward_input's col2im path
+    (2, 40, 6, 6, 8, 3, 3, (1, 1), (1, 1), 1),       # C_in 40: GEMM flipped form, 25% junk max
 ]
 
 def _arrays(case, dtype, rng):

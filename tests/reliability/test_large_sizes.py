@@ -132,12 +132,13 @@ _ALLOC = textwrap.dedent("""
     dw = np.full((2, 1, 1, 1), 3.0, f)
 
     def im2col_backward_columns():
-        # the column workspace of backward_input: K x OW = 2**18 x 2**12 floats (4 GiB);
-        # the kernel is called directly, the forward pass would only cost time
+        # the column workspace of backward_input: K x OW = 3 * 2**17 x 2**12 floats (6 GiB;
+        # 3 input channels, so not the flipped form, which needs no columns); the kernel is
+        # called directly, the forward pass would only cost time
         from fastconv._ext import conv2d_im2col
         gy = np.zeros((1, 1, 1, 2 ** 12), f)
-        w = np.zeros((1, 8, 1, 2 ** 15), f)
-        gx = np.empty((1, 8, 1, 2 ** 15 + 2 ** 12 - 1), f)
+        w = np.zeros((1, 3, 1, 2 ** 17), f)
+        gx = np.empty((1, 3, 1, 2 ** 17 + 2 ** 12 - 1), f)
         conv2d_im2col.backward_input(gy, w, gx, 1, 1, 0, 0, 1, 1, 1, 2)
 
     cases = {

@@ -28,6 +28,7 @@
 #define DW_CHUNK 9   /* taps kept in registers at once (9 accumulators fit AVX2's 16 regs) */
 #define DW_ACC_LANES 16   /* double accumulators per tap in dw_dots (the widest vector) */
 #define DW_NB 4           /* vectors of an output row that dw_taps computes side by side */
+_Static_assert(DW_NB == 4, "dw_taps_chunk's switch covers 1 to 4 vectors");
 #define DW_PACK_MAXV 32   /* vectors of a packed row whose masks dw_pack keeps at once */
 
 /* ---------------------------------------------------------------- portable instantiations */

@@ -74,6 +74,12 @@ cdef extern from "conv_rowoff.h" nogil:
 # kernel of conv_rowoff.h instead of the GEMM (measured: see forward_chunk_padded)
 cdef Py_ssize_t ROWOFF_MAX_COUT = 32
 
+
+cdef inline bint rowoff_serves(Py_ssize_t cout_g) noexcept nogil:
+    """Whether a float32 forward in the row-offset form runs the no-pack kernel."""
+    return cout_g <= ROWOFF_MAX_COUT and fc_rowoff_available()
+
+
 # backward_weight's padded images and widened gy per chunk of images: 32 MiB
 cdef size_t PADDED_BUDGET = 32 << 20
 # backward_weight_dot: gy and x rows of one superblock fit in this much of L2, and one
@@ -136,7 +142,7 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
     for i in range(nb):
         pad_image(x + i * g.C_in * g.H * g.W, g, xp + i * S, S)
     cdef Py_ssize_t nblk = (g.NP + FC_RO_COLS - 1) // FC_RO_COLS, t, j
-    cdef bint rowoff = g.cout_g <= ROWOFF_MAX_COUT and fc_rowoff_available()
+    cdef bint rowoff = rowoff_serves(g.cout_g)
     for grp in range(g.groups):
         if floating is float and rowoff:
             # the no-pack kernel (conv_rowoff.h); with threads to spare (a chunk holding the
@@ -324,16 +330,11 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
     # form that needs neither column matrix nor col2im.
     cdef Geometry gt
     cdef const floating[:, :, :, ::1] wt
-    # The flipped form's forward runs the no-pack kernel (float32 on AVX-512) when C_in is at
-    # most ROWOFF_MAX_COUT, else the GEMM; it pads grad_out by d*(k-1) - p on each side, so
-    # small planes have many junk columns. Measured against the GEMM + col2im path: with the
-    # GEMM, more than 25% junk or fewer than 8 input channels were slower (float64 5x5 on
-    # 14x14: 1.5-2.2x); with the no-pack kernel, from 4 input channels and up to one junk
-    # column per real one it was faster everywhere tried (lenet_c2 0.66-0.72x, 3x3 on 2x2
-    # to 6x6 planes 0.34-0.68x, 5x5 on 4x4 to 28x28 0.30-0.50x; 1 to 3 channels 1.1-1.8x
-    # slower).
-    cdef bint rowoff = (floating is float and fc_rowoff_available()
-                        and g.cin_g <= ROWOFF_MAX_COUT)
+    # It pads grad_out by d*(k-1) - p a side, so small planes get many junk columns. Against
+    # GEMM + col2im, measured: on the GEMM, under 8 channels or over 25% junk lost (float64
+    # 5x5 on 14x14 1.5-2.2x); on the no-pack kernel, 4+ channels and junk up to 100% won
+    # everywhere tried (lenet_c2 0.66-0.72x, small planes 0.30-0.68x; 1-3 channels lost).
+    cdef bint rowoff = floating is float and rowoff_serves(g.cin_g)
     if stride_h == 1 and stride_w == 1 and g.cin_g >= (4 if rowoff else 8) and \
             pad_h <= dil_h * (g.kh - 1) and pad_w <= dil_w * (g.kw - 1) and \
             g.H == g.OH + dil_h * (g.kh - 1) - 2 * pad_h and \

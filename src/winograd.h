@@ -103,17 +103,21 @@ static int fc_wn_pack_##SUF(const T *x, int64_t c, const fc_wn_geo *g, T *xp, T 
 static int fc_wn_weights_##SUF(const T *w, int64_t k, int flip, const fc_wn_geo *g, T *U)      \
 {                                                                                              \
     const int64_t K = g->K, C = g->C;                                                          \
-    T bad = 0;                                                                                 \
+    T bad = 0, z[FC_WN_CB];                                                                    \
+    for (int cc = 0; cc < FC_WN_CB; ++cc)                                                      \
+        z[cc] = 0;                                                                             \
     for (int64_t c0 = 0; c0 < C; c0 += FC_WN_CB) {                                             \
         const int n = C - c0 < FC_WN_CB ? (int)(C - c0) : FC_WN_CB;                            \
         T f[9][FC_WN_CB], t[4][3][FC_WN_CB];                                                   \
         for (int cc = 0; cc < n; ++cc) {                                                       \
             const T *s = w + (flip ? (c0 + cc) * K + k : k * C + c0 + cc) * 9;                 \
-            for (int i = 0; i < 9; ++i) {                                                      \
+            for (int i = 0; i < 9; ++i)                                                        \
                 f[i][cc] = flip ? s[8 - i] : s[i];                                             \
-                bad += 0 * s[i];                                                               \
-            }                                                                                  \
         }                                                                                      \
+        /* 0 * v is NaN exactly when v is NaN or infinite: one sum per lane, vectorised */     \
+        for (int i = 0; i < 9; ++i)                                                            \
+            for (int cc = 0; cc < n; ++cc)                                                     \
+                z[cc] += 0 * f[i][cc];                                                         \
         for (int j = 0; j < 3; ++j)                                                            \
             for (int cc = 0; cc < n; ++cc) {                                                   \
                 t[0][j][cc] = f[j][cc];                                                        \
@@ -131,6 +135,8 @@ static int fc_wn_weights_##SUF(const T *w, int64_t k, int flip, const fc_wn_geo 
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
+    for (int cc = 0; cc < FC_WN_CB; ++cc)                                                      \
+        bad += z[cc];                                                                          \
     return bad != bad;                                                                         \
 }                                                                                              \
                                                                                                \

@@ -350,31 +350,33 @@ fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp)
     for (int64_t n = 0; n < g->N; ++n) {       /* x and xp in order: both stream */
         for (int64_t c = 0; c < g->C; ++c) {
             const float *src = x + (n * g->C + c) * HW;
-            for (int64_t pr = 0; pr < 2 * Hq; ++pr) {
-                float *e = xp + n * g->ln + (4 * c + (pr & 1) * 2) * plane + (pr >> 1) * Wq;
-                float *o = e + g->ld;
-                int64_t h = pr - g->ph;
-                if (h < 0 || h >= g->H) {
-                    memset(e, 0, Wq * sizeof(float));
-                    memset(o, 0, Wq * sizeof(float));
-                    continue;
+            float *xc = xp + n * g->ln + 4 * c * plane;
+            /* 16 phase columns q .. q + 15 of every row, the masks worked out once for them
+             * (per row they cost more than the copy on 32-wide images) */
+            for (int64_t q = 0; q < Wq; q += 16) {
+                /* padded columns 2q .. 2q + 31 = source columns 2q - pw .. */
+                int64_t j0 = 2 * q - g->pw;
+                __mmask16 m[2];
+                for (int half = 0; half < 2; ++half) {
+                    int64_t a = j0 + 16 * half, lo = a < 0 ? -a : 0, hi = W - a;
+                    hi = hi > 16 ? 16 : hi;
+                    m[half] = lo >= hi ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
                 }
-                const float *row = src + h * W;
-                for (int64_t q = 0; q < Wq; q += 16) {
-                    /* padded columns 2q .. 2q + 31 = source columns 2q - pw .. */
-                    int64_t j0 = 2 * q - g->pw;
-                    __mmask16 m[2];
-                    for (int half = 0; half < 2; ++half) {
-                        int64_t a = j0 + 16 * half, lo = a < 0 ? -a : 0, hi = W - a;
-                        hi = hi > 16 ? 16 : hi;
-                        m[half] = lo >= hi ? 0 : (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+                const __mmask16 st = Wq - q >= 16 ? 0xFFFF : (__mmask16)((1u << (Wq - q)) - 1);
+                for (int64_t pr = 0; pr < 2 * Hq; ++pr) {
+                    float *e = xc + (pr & 1) * 2 * plane + (pr >> 1) * Wq + q;
+                    int64_t h = pr - g->ph;
+                    if (h < 0 || h >= g->H) {
+                        _mm512_mask_storeu_ps(e, st, zero);
+                        _mm512_mask_storeu_ps(e + g->ld, st, zero);
+                        continue;
                     }
-                    __m512 v0 = _mm512_maskz_loadu_ps(m[0], row + j0);
-                    __m512 v1 = _mm512_maskz_loadu_ps(m[1], row + j0 + 16);
+                    const float *row = src + h * W + j0;
+                    __m512 v0 = _mm512_maskz_loadu_ps(m[0], row);
+                    __m512 v1 = _mm512_maskz_loadu_ps(m[1], row + 16);
                     bad = _mm512_add_ps(bad, _mm512_mul_ps(zero, _mm512_add_ps(v0, v1)));
-                    __mmask16 st = Wq - q >= 16 ? 0xFFFF : (__mmask16)((1u << (Wq - q)) - 1);
-                    _mm512_mask_storeu_ps(e + q, st, _mm512_permutex2var_ps(v0, ev, v1));
-                    _mm512_mask_storeu_ps(o + q, st, _mm512_permutex2var_ps(v0, od, v1));
+                    _mm512_mask_storeu_ps(e, st, _mm512_permutex2var_ps(v0, ev, v1));
+                    _mm512_mask_storeu_ps(e + g->ld, st, _mm512_permutex2var_ps(v0, od, v1));
                 }
             }
         }

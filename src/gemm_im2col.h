@@ -207,6 +207,40 @@ FN(pack_rows_n_w)(const FC_T *x, const fc_im2col_t *g, int64_t p0, int64_t kc, i
     }
 }
 
+#if FC_X86
+/* pack_b_rows with trans_b, transposing straight from the image: within one segment every
+ * row of B^T is a contiguous run, so a panel's W rows are pointers into x and each piece of
+ * [p0, p0 + kc) inside a segment goes through the TB x TB register transposes, without
+ * first copying the rows out (the copies took a tenth of a stride-2 weight gradient). The
+ * same values land in the same places as by the tmp route. W % FC_TB == 0, W <= 32,
+ * kc <= FC_KC_MAX. */
+static void FN(pack_rows_t_direct)(const FC_T *x, const fc_im2col_t *geo, int64_t p0,
+                                   int64_t kc, int64_t j0, int64_t nc, FC_T *dst, int W)
+{
+    static const FC_T zeros[FC_KC_MAX] = {0};
+    const FC_T *rows[32];
+    for (int64_t q = 0; q < nc; q += W, dst += kc * W) {
+        int n = (int)(nc - q < W ? nc - q : W);
+        int64_t t = p0, s = t / geo->seg, q0 = t - s * geo->seg;
+        while (t < p0 + kc) {
+            int64_t len = geo->seg - q0 < p0 + kc - t ? geo->seg - q0 : p0 + kc - t, k = 0;
+            FC_T *d = dst + (t - p0) * W;
+            for (int r = 0; r < W; ++r)
+                rows[r] = r < n ? x + geo->rowoff[j0 + q + r] + s * geo->segstride + q0 : zeros;
+            for (; k + FC_TB <= len; k += FC_TB)
+                for (int r = 0; r < W; r += FC_TB)
+                    FN(transpose_tb)(rows + r, k, d + k * W + r, W);
+            for (; k < len; ++k)
+                for (int r = 0; r < W; ++r)
+                    d[k * W + r] = rows[r][k];
+            t += len;
+            ++s;
+            q0 = 0;
+        }
+    }
+}
+#endif
+
 static void FN(pack_b_rows)(const FN(cfg_t) *g, int trans_b, const FC_T *x,
                             const fc_im2col_t *geo, int64_t p0, int64_t kc, int64_t j0,
                             int64_t nc, FC_T *dst, FC_T *tmp)
@@ -215,8 +249,15 @@ static void FN(pack_b_rows)(const FN(cfg_t) *g, int trans_b, const FC_T *x,
         FC_PACK_SWITCH(FN(pack_rows_n_w), g->nr, x, geo, p0, kc, j0, nc, dst)
         return;
     }
-    /* trans_b: k = columns t [p0, p0+kc), lanes = rows [j0, j0+nc): each panel's rows are
-     * gathered as contiguous runs into tmp (nr x kc), then transposed into the panel. */
+    /* trans_b: k = columns t [p0, p0+kc), lanes = rows [j0, j0+nc). */
+#if FC_X86
+    if (g->nr % FC_TB == 0 && g->nr <= 32 && kc <= FC_KC_MAX) {
+        FN(pack_rows_t_direct)(x, geo, p0, kc, j0, nc, dst, g->nr);
+        return;
+    }
+#endif
+    /* Elsewhere each panel's rows are gathered as contiguous runs into tmp (nr x kc), then
+     * transposed into the panel. */
     for (int64_t q = 0; q < nc; q += g->nr, dst += kc * g->nr) {
         int64_t n = nc - q < g->nr ? nc - q : g->nr;
         for (int64_t r = 0; r < n; ++r)

@@ -227,6 +227,7 @@ static void FN(pack_rows_t_direct)(const FC_T *x, const fc_im2col_t *geo, int64_
             FC_T *d = dst + (t - p0) * W;
             for (int r = 0; r < W; ++r)
                 rows[r] = r < n ? x + geo->rowoff[j0 + q + r] + s * geo->segstride + q0 : zeros;
+            k = FC_TRANSPOSE16(rows, k, len, d, W);
             for (; k + FC_TB <= len; k += FC_TB)
                 for (int r = 0; r < W; r += FC_TB)
                     FN(transpose_tb)(rows + r, k, d + k * W + r, W);

@@ -72,6 +72,7 @@ FN(pack_t_w)(const FC_T *restrict src, int64_t ld, int64_t w, int64_t kc, FC_T *
         if (W % FC_TB == 0 && W <= 32 && kc <= FC_KC_MAX) {
             for (int r = 0; r < W; ++r)
                 rows[r] = r < n ? src + r * ld : zeros;
+            k0 = FC_TRANSPOSE16(rows, k0, kc, dst, W);
             for (; k0 + FC_TB <= kc; k0 += FC_TB)
                 for (int r = 0; r < W; r += FC_TB)
                     FN(transpose_tb)(rows + r, k0, dst + k0 * W + r, W);

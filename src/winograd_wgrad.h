@@ -11,7 +11,8 @@
  * - grad_out's tiles are loaded with the forward pass's runs (masked loads of two output
  *   rows, split into even and odd columns) and transformed, Yt[xi][k][t];
  * - an outer-product kernel adds Yt[xi] @ Vt[xi] into the caller's partial dU, 6 output
- *   channels x 64 input channels of it in 24 registers over the block's tiles.
+ *   channels x 64 input channels of it in 24 registers over the block's tiles (8 x 16 when
+ *   the input channels fit one vector).
  * The caller sums fixed groups of images into separate partials and adds them in order, so
  * the result does not depend on the thread count. Channels are padded to CP (a multiple of
  * 16) inside Vt and dU.
@@ -19,6 +20,7 @@
 #ifndef FASTCONV_WINOGRAD_WGRAD_H
 #define FASTCONV_WINOGRAD_WGRAD_H
 #include "winograd.h"
+#include "simd_transpose.h"
 
 static inline int64_t fc_wn_cpad(int64_t C) { return (C + 15) / 16 * 16; }
 
@@ -45,32 +47,6 @@ static void fc_wn_wgrad_finish(const float *dU, int64_t K, int64_t C, int64_t k,
 }
 
 #if FC_CPU_X86
-static inline __attribute__((always_inline, target("avx512f"))) void
-fc_wn_transpose16(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; ++i) {
-        r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int i = 0; i < 4; ++i) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 8; ++i) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-}
-
 /* The block of nv*16 tiles from t0: add its Yt[xi] @ Vt[xi] into dU (16, K, CP). gy is
  * grad_out of g's images. Vt: 16*TB*CP floats, Yt: 16*K*TB, tmp: 16*16*16. Returns 1 if
  * the block's grad_out holds a NaN or an infinity. */
@@ -101,7 +77,7 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
                 __m512 r[16];
                 for (int i = 0; i < 16; ++i)
                     r[i] = _mm512_loadu_ps(tmp + (xi * 16 + i) * 16);
-                fc_wn_transpose16(r);
+                fc_transpose16_ps(r);
                 for (int i = 0; i < 16; ++i)
                     _mm512_storeu_ps(Vt + (xi * TB + 16 * v + i) * CP + c0, r[i]);
             }

@@ -87,11 +87,11 @@ cdef inline void tap_offsets(int64_t *off, Py_ssize_t C, int kh, int kw, int dh,
 
 
 cdef inline void unpad_rows(const floating *yt, Py_ssize_t ld, Py_ssize_t Wp, floating *y,
-                            Py_ssize_t nco, Py_ssize_t OH, Py_ssize_t OW,
+                            Py_ssize_t ys, Py_ssize_t nco, Py_ssize_t OH, Py_ssize_t OW,
                             const floating *bias) noexcept nogil:
-    """y (nco, OH, OW) = the first OW columns of each Wp-wide row of yt (row oh of channel co
-    at yt + co*ld + oh*Wp), plus bias[co] when bias is not NULL (the same rounding as adding
-    it afterwards)."""
+    """Rows oh < OH of y's channels co < nco (channel co at y + co*ys, rows OW apart) = the
+    first OW columns of each Wp-wide row of yt (row oh of channel co at yt + co*ld + oh*Wp),
+    plus bias[co] when bias is not NULL (the same rounding as adding it afterwards)."""
     cdef Py_ssize_t co, oh, ow
     cdef const floating *src
     cdef floating *dst
@@ -99,7 +99,7 @@ cdef inline void unpad_rows(const floating *yt, Py_ssize_t ld, Py_ssize_t Wp, fl
     for co in range(nco):
         for oh in range(OH):
             src = yt + co * ld + oh * Wp
-            dst = y + (co * OH + oh) * OW
+            dst = y + co * ys + oh * OW
             if bias == NULL:
                 memcpy(dst, src, OW * sizeof(floating))
             else:

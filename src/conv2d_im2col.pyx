@@ -69,6 +69,9 @@ cdef inline bint rowoff_serves(Py_ssize_t cout_g) noexcept nogil:
 
 # forward in the row-offset form: images per GEMM so that it has about this many columns
 cdef Py_ssize_t CHUNK_COLUMNS = 1024
+# ... and for one large image, output rows per GEMM so that its output (junk columns
+# included) takes about this much of L2
+cdef size_t YT_BLOCK = 256 << 10
 
 
 cdef inline void add_bias(floating *y, const floating *bias, Py_ssize_t nco,
@@ -119,8 +122,9 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
     cols.segstride = S
     for i in range(nb):
         pad_image(x + i * g.C_in * g.H * g.W, g, xp + i * S, S)
-    cdef Py_ssize_t nblk = (g.NP + FC_RO_COLS - 1) // FC_RO_COLS, t, j
+    cdef Py_ssize_t nblk = (g.NP + FC_RO_COLS - 1) // FC_RO_COLS, t, j, r0, nr
     cdef bint rowoff = rowoff_serves(g.cout_g)
+    cdef Py_ssize_t rb = max(1, <Py_ssize_t>(YT_BLOCK // (g.cout_g * g.Wp * sizeof(floating))))
     for grp in range(g.groups):
         if floating is float and rowoff:
             # the no-pack kernel (conv_rowoff.h); with threads to spare (a chunk holding the
@@ -138,12 +142,29 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
                                           xp + grp * g.cin_g * g.plane + i * S + j,
                                           g.pcols.rowoff, min(<Py_ssize_t>FC_RO_COLS, g.NP - j),
                                           yt + i * g.NP + j, ld)
+        elif nb == 1 and rb < g.OH:
+            # one large image: its output rows in blocks whose GEMM output stays in L2 for
+            # the copy that drops the junk columns (each block's columns lie in the image's
+            # segment, so the block is the same GEMM on B's columns from r0 * Wp on)
+            r0 = 0
+            while r0 < g.OH:
+                nr = min(rb, g.OH - r0)
+                cols.seg = nr * g.Wp
+                if gemm_im2col(False, False, g.cout_g, nr * g.Wp, g.K, 1,
+                               w + grp * g.cout_g * g.K, g.K,
+                               xp + grp * g.cin_g * g.plane + r0 * g.Wp, &cols, 0, yt,
+                               nr * g.Wp, n_threads) != 0:
+                    return -1
+                unpad_rows(yt, nr * g.Wp, g.Wp, y + grp * g.cout_g * g.P + r0 * g.OW, g.P,
+                           g.cout_g, nr, g.OW, bias + grp * g.cout_g if bias != NULL else NULL)
+                r0 += nr
+            continue
         elif gemm_im2col(False, False, g.cout_g, ld, g.K, 1, w + grp * g.cout_g * g.K, g.K,
                          xp + grp * g.cin_g * g.plane, &cols, 0, yt, ld, n_threads) != 0:
             return -1
         for i in range(nb):
             unpad_rows(yt + i * g.NP, ld, g.Wp,
-                       y + (i * g.C_out + grp * g.cout_g) * g.P, g.cout_g, g.OH, g.OW,
+                       y + (i * g.C_out + grp * g.cout_g) * g.P, g.P, g.cout_g, g.OH, g.OW,
                        bias + grp * g.cout_g if bias != NULL else NULL)
     return 0
 

@@ -45,6 +45,7 @@ CASES = [
     (2, 5, 3, 3, 7, 3, 3, (1, 1), (1, 1), 1),        # 67% junk, C_in 5
     (2, 3, 6, 6, 8, 3, 3, (1, 1), (1, 1), 1),        # C_in 3: backward_input's col2im path
     (2, 40, 6, 6, 8, 3, 3, (1, 1), (1, 1), 1),       # C_in 40: GEMM flipped form, 25% junk max
+    (2, 3, 45, 37, 40, 3, 3, (1, 1), (1, 1), 1),     # one large image a GEMM: rows in blocks
 ]
 
 def _arrays(case, dtype, rng):
@@ -169,6 +170,7 @@ def test_general_weight_gradient_in_image_groups(case, dtype, rng):
     (2, 2, 4, 4, 3, 3, 3, (2, 2), 1),        # padding larger than the image's half
     (2, 16, 5, 5, 8, 1, 1, (0, 0), 1),       # 1x1: the general path
     (2, 2, 1, 9, 3, 1, 3, (0, 0), 1),        # 1x3: the general path
+    (2, 3, 90, 75, 40, 3, 3, (1, 1), 1),     # one large image a GEMM: rows in blocks
 ])
 def test_stride2_phase_form(case, dtype, rng):
     """Stride 2 in the row-offset form over the image's 4 phase planes (forward and weight

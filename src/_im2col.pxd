@@ -5,6 +5,11 @@
 #     cols[r, p] = x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]   (0 outside the image)
 # Padding is handled by index bounds: per tap, the valid ow range is computed once.
 from cython cimport floating
+from libc.stdint cimport int64_t
+
+
+cdef extern from "col2im_simd.h" nogil:
+    bint fc_col2im_pair_f32(float *dst, const float *a, const float *b, int64_t n) noexcept
 
 
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -95,9 +100,13 @@ cdef inline void col2im_channels(const floating *cols, Py_ssize_t H, Py_ssize_t 
                         ih = oh * sh - ph + <Py_ssize_t>i * dh
                         if ih >= 0 and ih < H:
                             dst = gx + (c * H + ih) * W + xoff
-                            for ow in range(plo, phi):
-                                dst[2 * ow] += src[ow]
-                                dst[2 * ow + 1] += src1[ow]
+                            if floating is float and phi > plo and fc_col2im_pair_f32(
+                                    dst + 2 * plo, src + plo, src1 + plo, phi - plo):
+                                pass
+                            else:
+                                for ow in range(plo, phi):
+                                    dst[2 * ow] += src[ow]
+                                    dst[2 * ow + 1] += src1[ow]
                             for ow in range(lo, min(hi, plo)):
                                 dst[2 * ow] += src[ow]
                             for ow in range(max(lo, phi), hi):

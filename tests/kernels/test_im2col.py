@@ -71,3 +71,21 @@ def test_gemm_im2col_matches_explicit_columns(case, trans_b, dtype, rng):
                 G.gemm_im2col(a, x[0], got, kh, kw, *s, *p, *d, oh, ow, oh0, False, trans_b,
                               n_threads=nt)
                 np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", [
+    (2, 3, 9, 70, 3, 4, (2, 2), (1, 1), (1, 1)),   # stride 2: runs of 33-34 taps, 2 vectors
+    (1, 2, 6, 36, 2, 2, (2, 2), (0, 0), (1, 1)),   # runs of 18: one vector and a tail of 2
+    (1, 2, 5, 9, 3, 3, (2, 2), (1, 1), (1, 1)),    # runs of 3-4: the tail only
+])
+def test_col2im_float32_matches_float64(case, rng):
+    """Float32 col2im (stride 2: taps j and j + 1 interleaved into one run, by AVX-512
+    where the CPU has it) against float64 col2im of the same columns."""
+    n, c, h, w, kh, kw, s, p, d = case
+    oh, ow = _out(h, kh, s[0], p[0], d[0]), _out(w, kw, s[1], p[1], d[1])
+    g = rng.standard_normal((n, c * kh * kw, oh * ow)).astype(np.float32)
+    gx = np.full((n, c, h, w), np.nan, np.float32)
+    want = np.full((n, c, h, w), np.nan)
+    k.col2im(g, gx, kh, kw, *s, *p, *d, oh, ow, 2)
+    k.col2im(g.astype(np.float64), want, kh, kw, *s, *p, *d, oh, ow, 1)
+    assert_close(gx, want, np.float32)

@@ -15,6 +15,10 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 
+cdef extern from "pad_simd.h" nogil:
+    bint fc_stride2_copy_f32(const float *src, int64_t n, float *dst) noexcept
+
+
 cdef inline void pad_planes(const floating *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                             Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t Hp, Py_ssize_t Wp,
                             floating *xp, Py_ssize_t size) noexcept nogil:
@@ -44,7 +48,7 @@ cdef inline void pad_planes_phased(const floating *x, Py_ssize_t C, Py_ssize_t H
     cdef Py_ssize_t c, h, k, p, HW = Hq * Wq
     # padded column q = w + pw goes to phase q % 2 at column q // 2: the columns w0, w0 + 2,
     # ... to phase 0 from column ce on, w1, w1 + 2, ... to phase 1 from column co on; two
-    # strided copies per row, which the compiler vectorises
+    # strided copies per row (float32 on AVX-512: pad_simd.h's permutes)
     cdef Py_ssize_t w0 = pw & 1, w1 = 1 - (pw & 1)
     cdef Py_ssize_t ne = (W - w0 + 1) >> 1, no = (W - w1 + 1) >> 1
     cdef Py_ssize_t ce = (w0 + pw) >> 1, co = (w1 + pw) >> 1
@@ -58,6 +62,9 @@ cdef inline void pad_planes_phased(const floating *x, Py_ssize_t C, Py_ssize_t H
             src = x + (c * H + h) * W
             even = xp + (c * 4 + (p & 1) * 2) * HW + (p >> 1) * Wq + ce
             odd = xp + (c * 4 + (p & 1) * 2 + 1) * HW + (p >> 1) * Wq + co
+            if floating is float and fc_stride2_copy_f32(src + w0, ne, even) and \
+                    fc_stride2_copy_f32(src + w1, no, odd):
+                continue
             for k in range(ne):
                 even[k] = src[w0 + 2 * k]
             for k in range(no):

@@ -210,30 +210,22 @@ FN(pack_rows_n_w)(const FC_T *x, const fc_im2col_t *g, int64_t p0, int64_t kc, i
 #if FC_X86
 /* pack_b_rows with trans_b, transposing straight from the image: within one segment every
  * row of B^T is a contiguous run, so a panel's W rows are pointers into x and each piece of
- * [p0, p0 + kc) inside a segment goes through the TB x TB register transposes, without
- * first copying the rows out (the copies took a tenth of a stride-2 weight gradient). The
- * same values land in the same places as by the tmp route. W % FC_TB == 0, W <= 32,
- * kc <= FC_KC_MAX. */
+ * [p0, p0 + kc) inside a segment goes through transpose_rows, without first copying the
+ * rows out (the copies took a tenth of a stride-2 weight gradient). The same values land in
+ * the same places as by the tmp route. W % FC_TB == 0, W <= 32, kc <= FC_KC_MAX. */
 static void FN(pack_rows_t_direct)(const FC_T *x, const fc_im2col_t *geo, int64_t p0,
                                    int64_t kc, int64_t j0, int64_t nc, FC_T *dst, int W)
 {
-    static const FC_T zeros[FC_KC_MAX] = {0};
     const FC_T *rows[32];
     for (int64_t q = 0; q < nc; q += W, dst += kc * W) {
         int n = (int)(nc - q < W ? nc - q : W);
         int64_t t = p0, s = t / geo->seg, q0 = t - s * geo->seg;
         while (t < p0 + kc) {
-            int64_t len = geo->seg - q0 < p0 + kc - t ? geo->seg - q0 : p0 + kc - t, k = 0;
-            FC_T *d = dst + (t - p0) * W;
+            int64_t len = geo->seg - q0 < p0 + kc - t ? geo->seg - q0 : p0 + kc - t;
             for (int r = 0; r < W; ++r)
-                rows[r] = r < n ? x + geo->rowoff[j0 + q + r] + s * geo->segstride + q0 : zeros;
-            k = FC_TRANSPOSE16(rows, k, len, d, W);
-            for (; k + FC_TB <= len; k += FC_TB)
-                for (int r = 0; r < W; r += FC_TB)
-                    FN(transpose_tb)(rows + r, k, d + k * W + r, W);
-            for (; k < len; ++k)
-                for (int r = 0; r < W; ++r)
-                    d[k * W + r] = rows[r][k];
+                rows[r] = r < n ? x + geo->rowoff[j0 + q + r] + s * geo->segstride + q0
+                                : FN(zero_row);
+            FN(transpose_rows)(rows, len, dst + (t - p0) * W, W);
             t += len;
             ++s;
             q0 = 0;

@@ -54,31 +54,46 @@ FN(pack_n_w)(const FC_T *restrict src, int64_t ld, int64_t w, int64_t kc, FC_T *
     }
 }
 
+#if FC_X86
+/* The zero row that missing rows of a ragged panel point at. */
+static const FC_T FN(zero_row)[FC_KC_MAX] = {0};
+
+/* A panel from row pointers: rows[r][k] -> d[k * W + r] for r < W, k < kc, in 16 x 16
+ * AVX-512 register transposes where they run, then TB x TB SSE ones, then single values.
+ * Element by element this is store-bound (one scalar store per element); a register
+ * transpose moves a vector per store. W % FC_TB == 0, W <= 32. */
+static inline __attribute__((always_inline)) void
+FN(transpose_rows)(const FC_T *const *rows, int64_t kc, FC_T *d, int W)
+{
+    int64_t k = FC_TRANSPOSE16(rows, 0, kc, d, W);
+    for (; k + FC_TB <= kc; k += FC_TB)
+        for (int r = 0; r < W; r += FC_TB)
+            FN(transpose_tb)(rows + r, k, d + k * W + r, W);
+    for (; k < kc; ++k)
+        for (int r = 0; r < W; ++r)
+            d[k * W + r] = rows[r][k];
+}
+#endif
+
 static inline __attribute__((always_inline)) void
 FN(pack_t_w)(const FC_T *restrict src, int64_t ld, int64_t w, int64_t kc, FC_T *restrict dst,
              const int W)
 {
-    /* Element by element this is store-bound (one scalar store per element); in TB x TB
-     * register transposes (SSE, baseline on x86-64) it moves TB elements per store. Missing
-     * rows of a ragged panel read a zero row. */
 #if FC_X86
-    static const FC_T zeros[FC_KC_MAX] = {0};
-    const FC_T *rows[32];
+    if (W % FC_TB == 0 && W <= 32 && kc <= FC_KC_MAX) {
+        const FC_T *rows[32];
+        for (int64_t p0 = 0; p0 < w; p0 += W, src += W * ld, dst += kc * W) {
+            int n = (int)(w - p0 < W ? w - p0 : W);
+            for (int r = 0; r < W; ++r)
+                rows[r] = r < n ? src + r * ld : FN(zero_row);
+            FN(transpose_rows)(rows, kc, dst, W);
+        }
+        return;
+    }
 #endif
     for (int64_t p0 = 0; p0 < w; p0 += W, src += W * ld, dst += kc * W) {
         int n = (int)(w - p0 < W ? w - p0 : W);
-        int64_t k0 = 0;
-#if FC_X86
-        if (W % FC_TB == 0 && W <= 32 && kc <= FC_KC_MAX) {
-            for (int r = 0; r < W; ++r)
-                rows[r] = r < n ? src + r * ld : zeros;
-            k0 = FC_TRANSPOSE16(rows, k0, kc, dst, W);
-            for (; k0 + FC_TB <= kc; k0 += FC_TB)
-                for (int r = 0; r < W; r += FC_TB)
-                    FN(transpose_tb)(rows + r, k0, dst + k0 * W + r, W);
-        }
-#endif
-        for (int64_t k = k0; k < kc; ++k) {
+        for (int64_t k = 0; k < kc; ++k) {
             for (int r = 0; r < n; ++r)
                 dst[k * W + r] = src[r * ld + k];
             for (int r = n; r < W; ++r)

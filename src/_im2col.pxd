@@ -8,7 +8,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 
-cdef extern from "col2im_simd.h" nogil:
+cdef extern from "stride2_simd.h" nogil:
     bint fc_col2im_pair_f32(float *dst, const float *a, const float *b, int64_t n) noexcept
 
 
@@ -100,10 +100,8 @@ cdef inline void col2im_channels(const floating *cols, Py_ssize_t H, Py_ssize_t 
                         ih = oh * sh - ph + <Py_ssize_t>i * dh
                         if ih >= 0 and ih < H:
                             dst = gx + (c * H + ih) * W + xoff
-                            if floating is float and phi > plo and fc_col2im_pair_f32(
-                                    dst + 2 * plo, src + plo, src1 + plo, phi - plo):
-                                pass
-                            else:
+                            if not (floating is float and fc_col2im_pair_f32(
+                                    dst + 2 * plo, src + plo, src1 + plo, phi - plo)):
                                 for ow in range(plo, phi):
                                     dst[2 * ow] += src[ow]
                                     dst[2 * ow + 1] += src1[ow]

@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 
-cdef extern from "pad_simd.h" nogil:
+cdef extern from "stride2_simd.h" nogil:
     bint fc_stride2_copy_f32(const float *src, int64_t n, float *dst) noexcept
 
 
@@ -48,7 +48,7 @@ cdef inline void pad_planes_phased(const floating *x, Py_ssize_t C, Py_ssize_t H
     cdef Py_ssize_t c, h, k, p, HW = Hq * Wq
     # padded column q = w + pw goes to phase q % 2 at column q // 2: the columns w0, w0 + 2,
     # ... to phase 0 from column ce on, w1, w1 + 2, ... to phase 1 from column co on; two
-    # strided copies per row (float32 on AVX-512: pad_simd.h's permutes)
+    # strided copies per row (float32 on AVX-512: stride2_simd.h's permutes)
     cdef Py_ssize_t w0 = pw & 1, w1 = 1 - (pw & 1)
     cdef Py_ssize_t ne = (W - w0 + 1) >> 1, no = (W - w1 + 1) >> 1
     cdef Py_ssize_t ce = (w0 + pw) >> 1, co = (w1 + pw) >> 1

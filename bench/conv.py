@@ -12,6 +12,7 @@ import fastconv.functional as F
 from fastconv import reference as ref
 from fastconv.functional._dispatch import (KERNELS, SPECIALISED, ConvParams,
                                            select_conv_algorithm)
+from fastconv.functional.conv import conv2d_grads
 
 from ._timing import blas_sgemm_gflops, median_ms, try_import_torch
 
@@ -84,10 +85,7 @@ class Case:
                 kernel.backward_weight(self.gy, self.x, gw, *geo, threads)
         else:
             def run():
-                gx = np.empty_like(self.x)
-                kernel.backward_input(self.gy, self.w, gx, *geo, threads)
-                gw = np.empty_like(self.w)
-                kernel.backward_weight(self.x, self.gy, gw, *geo, threads)
+                conv2d_grads(kernel, self.x, self.w, self.gy, geo, threads)
         return run
 
     # --- NumPy reference ------------------------------------------------------------------

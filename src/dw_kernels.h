@@ -304,19 +304,6 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
         DW_DISPATCH(dots, sfx, (acc, gy, R, C, src, lds, nt, off))                         \
     }
 
-/* Ask for [p, p + bytes) to be brought into cache: for planes read one image apart (whole
- * batch per channel), which the hardware prefetcher does not see coming. */
-static inline void dw_prefetch(const void *p, size_t bytes)
-{
-#if defined(__GNUC__)
-    for (size_t i = 0; i < bytes; i += 64)
-        __builtin_prefetch((const char *)p + i, 0, 2);   /* to L2 */
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 DW_ENTRY_POINTS(float, f)
 DW_ENTRY_POINTS(double, d)
 

@@ -134,16 +134,28 @@ class _Conv2d(Function):
         kernel, *geometry = ctx.geometry
         gy = kernel_ready(grad_out)
         n_threads = get_num_threads()
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = np.empty_like(x)
-            kernel.backward_input(gy, weight, gx, *geometry, n_threads)
-        if ctx.needs_input_grad[1]:
-            gw = np.empty_like(weight)
-            kernel.backward_weight(x, gy, gw, *geometry, n_threads)
-        if ctx.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+        gx, gw = conv2d_grads(kernel, x, weight, gy, geometry, n_threads,
+                              *ctx.needs_input_grad[:2])
+        gb = gy.sum(axis=(0, 2, 3)) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
+
+
+def conv2d_grads(kernel, x, weight, gy, geometry, n_threads, input_grad=True,
+                 weight_grad=True):
+    """(grad_in or None, grad_weight or None) of a conv2d from ``kernel``'s backward passes:
+    both in one pass when the kernel has one (``backward``: the depthwise kernel reads
+    grad_out once for both), else ``backward_input`` and ``backward_weight``. Shared with
+    ``bench``, so that it times what ``Tensor.backward`` runs."""
+    gx = np.empty_like(x) if input_grad else None
+    gw = np.empty_like(weight) if weight_grad else None
+    if input_grad and weight_grad and hasattr(kernel, "backward"):
+        kernel.backward(x, gy, weight, gx, gw, *geometry, n_threads)
+        return gx, gw
+    if input_grad:
+        kernel.backward_input(gy, weight, gx, *geometry, n_threads)
+    if weight_grad:
+        kernel.backward_weight(x, gy, gw, *geometry, n_threads)
+    return gx, gw
 
 
 class _ConvTranspose2d(Function):

@@ -2,7 +2,9 @@
 NumPy reference and against conv2d_direct, over a grid of dtype, stride, padding, dilation,
 multiplier, bias and kernel size (3x3 takes the specialised paths, 3x2 and 5x5 the generic
 ones), plus edge cases. Outputs are pre-filled with NaN (they must be fully overwritten), and
-every pass runs with 1 and 2 threads, which must agree bit for bit. The inner loops have
+every pass runs with 1 and 2 threads, which must agree bit for bit; the fused ``backward``
+(both gradients in one pass) must give the bits of ``backward_input`` and
+``backward_weight``. The inner loops have
 AVX-512, AVX2 and portable versions chosen at run time: the whole module is rerun in a
 subprocess with FASTCONV_SIMD_TARGET forcing each lower path."""
 import os
@@ -32,6 +34,11 @@ def _passes(mod, x, w, bias, gy, geom, nt):
     mod.backward_input(gy, w, gx, *geom, nt)
     gw = np.full(w.shape, np.nan, x.dtype)
     mod.backward_weight(x, gy, gw, *geom, nt)
+    if hasattr(mod, "backward"):   # both gradients in one pass: the same bits
+        gx2, gw2 = np.full(x.shape, np.nan, x.dtype), np.full(w.shape, np.nan, x.dtype)
+        mod.backward(x, gy, w, gx2, gw2, *geom, nt)
+        assert np.array_equal(gx2, gx), "backward's grad_in differs from backward_input's"
+        assert np.array_equal(gw2, gw), "backward's grad_weight differs from backward_weight's"
     return y, gx, gw
 
 
@@ -138,6 +145,28 @@ def test_thread_count_does_not_change_results(rng):
         check(x, w, rng.standard_normal(8 * m).astype(np.float32), s, kk // 2, 1)
 
 
+def test_channel_blocks(rng):
+    """More channels than one accumulator block holds (56 for 3x3, m = 1): backward_weight
+    and the fused backward run several blocks per thread, the last one shorter."""
+    x = rng.standard_normal((2, 130, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((130, 1, 3, 3)).astype(np.float32)
+    check(x, w, None, 1, 1, 1)
+    w = rng.standard_normal((260, 1, 3, 3)).astype(np.float32)
+    check(x, w, None, 2, 1, 1)
+
+
+def test_backward_checks_its_outputs():
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    w = np.ones((2, 1, 3, 3), np.float32)
+    gy = np.zeros((1, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="grad_in must have x's shape"):
+        k.backward(x, gy, w, np.zeros((1, 2, 5, 4), np.float32), np.zeros_like(w),
+                   1, 1, 0, 0, 1, 1, 2, 1)
+    with pytest.raises(ValueError, match="grad_weight weight's"):
+        k.backward(x, gy, w, np.zeros_like(x), np.zeros((2, 1, 3, 2), np.float32),
+                   1, 1, 0, 0, 1, 1, 2, 1)
+
+
 def test_empty_batch():
     x = np.zeros((0, 2, 5, 5), np.float32)
     w = np.ones((2, 1, 3, 3), np.float32)
@@ -146,6 +175,9 @@ def test_empty_batch():
     k.backward_input(y, w, x, 1, 1, 0, 0, 1, 1, 2, 2)
     gw = np.full(w.shape, np.nan, np.float32)
     k.backward_weight(x, y, gw, 1, 1, 0, 0, 1, 1, 2, 2)
+    assert np.all(gw == 0)
+    gw = np.full(w.shape, np.nan, np.float32)
+    k.backward(x, y, w, x, gw, 1, 1, 0, 0, 1, 1, 2, 2)
     assert np.all(gw == 0)
 
 

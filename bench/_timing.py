@@ -49,6 +49,18 @@ def gemm_probe(threads):
     return 2 * 1024 ** 3 / ms / 1e6
 
 
+def memory_probe(threads, mib=64):
+    """GB/s (bytes read + written / time) of a plain parallel float32 copy of ``mib`` MiB
+    (STREAM's copy; ``fastconv._ext._runtime.parallel_copy``) at ``threads``: this machine's
+    memory bandwidth as the memory-bound ops see it, measured rather than assumed. The
+    arrays are written once before timing (first touch), so page faults are not timed."""
+    from fastconv._ext import _runtime
+    n = (mib << 20) // 4
+    src, dst = np.ones(n, np.float32), np.zeros(n, np.float32)
+    ms = median_ms(lambda: _runtime.parallel_copy(src, dst, threads), repeat=5)
+    return 2 * src.nbytes / ms / 1e6
+
+
 def blas_sgemm_gflops(threads, n=1024):
     """(GFLOP/s, threads) of NumPy's BLAS (OpenBLAS in NumPy's wheels) on an n^3 float32
     matmul: the machine's BLAS rate that the conv suite compares with. Pinned to ``threads``

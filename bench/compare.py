@@ -18,7 +18,9 @@ Both libraries run on the same arrays with the same thread count, timed interlea
 where another process holds a core slows both alike. ``ratio`` is fastconv's time (or
 memory) over PyTorch's: below 1, fastconv is ahead. Each table ends with the geometric mean
 of its ratios. A 1-thread and a T-thread GEMM probe before and after tell whether T threads
-really had T cores.
+really had T cores. Before the ops table, a memory probe (a parallel STREAM copy) measures
+the memory bandwidth at 1 and T threads; the ops table's "fc cp" column is fastconv's GB/s
+as a fraction of it (its "pk" columns are fractions of the nominal per-core figure below).
 """
 import math
 import os
@@ -29,7 +31,7 @@ from fastconv.functional._dispatch import select_conv_algorithm
 from . import conv as conv_suite
 from . import ops as ops_suite
 from . import train_step
-from ._timing import gemm_probe, interleaved_ms, try_import_torch
+from ._timing import gemm_probe, interleaved_ms, memory_probe, try_import_torch
 
 # Measured figures of the machine these benchmarks were written on (issue 6): a 2-core
 # Cascade Lake VM with AVX-512, about 118 GFLOP/s of float32 FMA per core and about 26 GB/s
@@ -96,12 +98,13 @@ _COLUMNS = {
         ("ratio", "ratio", 6, 2), ("fc GF/s", "fastconv_gflops", 7, 1),
         ("th GF/s", "torch_gflops", 7, 1), ("fc pk", "fastconv_peak", 5, "%"),
         ("th pk", "torch_peak", 5, "%")]),
-    "ops": ("pooling, BatchNorm, ReLU (GB/s: bytes read and written)", [
+    "ops": ("pooling, BatchNorm, ReLU (GB/s: bytes read and written; cp: of the memory "
+            "probe's copy rate)", [
         ("op", "name", 18, None), ("pass", "pass", 4, None),
         ("fc ms", "fastconv_ms", 8, 3), ("torch ms", "torch_ms", 8, 3),
         ("ratio", "ratio", 6, 2), ("fc GB/s", "fastconv_gbps", 7, 1),
         ("th GB/s", "torch_gbps", 7, 1), ("fc pk", "fastconv_peak", 5, "%"),
-        ("th pk", "torch_peak", 5, "%")]),
+        ("th pk", "torch_peak", 5, "%"), ("fc cp", "fastconv_copy", 5, "%")]),
     "train": ("training steps, SGD momentum 0.9 (GF/s: 6 x MACs per image)", [
         ("model", "name", 16, None), ("batch", "batch", 5, 0),
         ("fc ms", "fastconv_ms", 8, 1), ("torch ms", "torch_ms", 8, 1),
@@ -196,8 +199,9 @@ def conv_rows(torch, peaks, repeat, layers=None, specs=None, emit=_ignore):
     return rows
 
 
-def ops_rows(torch, peaks, repeat, layers=None, cases=None, emit=_ignore):
-    """Rows of the ops table; ``cases`` defaults to ``bench.ops.cases()``."""
+def ops_rows(torch, peaks, repeat, layers=None, cases=None, copy_gbps=None, emit=_ignore):
+    """Rows of the ops table; ``cases`` defaults to ``bench.ops.cases()``; ``copy_gbps`` (the
+    memory probe's rate) adds ``fastconv_copy``, fastconv's GB/s as a fraction of it."""
     rows = []
     for op in ops_suite.cases() if cases is None else cases:
         if layers and op.name not in layers:
@@ -210,6 +214,8 @@ def ops_rows(torch, peaks, repeat, layers=None, cases=None, emit=_ignore):
             ours, theirs = interleaved_ms([fc_fn, torch_fn], repeat)
             rows.append(make_row("ops", op.name, pass_, ours, theirs, peaks, nbytes=nbytes,
                                  shape=list(op.shape)))
+            if copy_gbps:
+                rows[-1]["fastconv_copy"] = rows[-1]["fastconv_gbps"] / copy_gbps
             emit(rows[-1])
     return rows
 
@@ -272,6 +278,18 @@ def probe_verdict(probe):
             "was busy): ratios are still like for like, absolute rates are low")
 
 
+def probe_memory(threads):
+    """The memory probe's GB/s at 1 and ``threads`` threads."""
+    one = memory_probe(1)
+    many = memory_probe(threads) if threads > 1 else one
+    return {"gbps_1t": one, "gbps": many, "threads": threads}
+
+
+def memory_verdict(probe):
+    return (f"memory probe (parallel copy, bytes read + written): {probe['gbps_1t']:.1f} GB/s "
+            f"at 1 thread, {probe['gbps']:.1f} at {probe['threads']}")
+
+
 # --------------------------------------------------------------------------- driver
 def expand_suites(suite):
     if suite not in SUITES:
@@ -282,7 +300,8 @@ def expand_suites(suite):
 def run(suite="all", threads=None, repeat=5, layers=None, batch=64, peak_gflops=None,
         mem_gbps=None, probe=True, out=print, torch=None):
     """Run the tables of ``suite`` and return a JSON-ready dict: ``rows``, ``geomean``
-    per table, ``peaks``, ``gemm_probe`` (before/after) and the versions.
+    per table, ``peaks``, ``gemm_probe`` (before/after), ``memory_probe`` (with the ops
+    table) and the versions.
 
     Raises :class:`TorchMissing` without PyTorch and ``ValueError`` for an unknown suite or
     names in ``layers`` that no selected table has."""
@@ -326,6 +345,10 @@ def run(suite="all", threads=None, repeat=5, layers=None, batch=64, peak_gflops=
             fn = {"conv": conv_rows, "ops": ops_rows, "train": train_rows,
                   "eval": eval_rows}[table]
             kwargs = {"batch": batch} if table in ("train", "eval") else {}
+            if table == "ops" and probe:
+                result["memory_probe"] = probe_memory(threads)
+                out(memory_verdict(result["memory_probe"]))
+                kwargs = {"copy_gbps": result["memory_probe"]["gbps"]}
             rows = fn(torch, peaks, repeat, layers, emit=printer.add, **kwargs)
         result["rows"] += rows
         result["geomean"][table] = printer.close()

@@ -14,7 +14,7 @@ from fastconv.reference import activations as ref_act
 from fastconv.reference import batchnorm as ref_bn
 from fastconv.reference import pool as ref_pool
 
-from ._timing import median_ms, try_import_torch
+from ._timing import median_ms, memory_probe, try_import_torch
 
 F32 = 4
 
@@ -163,17 +163,24 @@ def cases():
 
 
 def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=True,
-        out=print):
-    """Time every op; return row dicts and print a table through ``out``."""
+        with_probe=True, out=print):
+    """Time every op; return row dicts and print a table through ``out``. ``with_probe``:
+    first measure the memory bandwidth (``bench._timing.memory_probe``) and give each row's
+    GB/s as a fraction of it (``copy_fraction``, the "% copy" column)."""
     if threads is not None:
         fc.set_num_threads(threads)
     threads = fc.get_num_threads()
     torch = try_import_torch() if with_torch else None
     if torch is not None:
         torch.set_num_threads(threads)
-    header = (f"{'op':18s} {'pass':4s} {'ms':>8s} {'GB/s':>7s} {'numpy ms':>9s} "
-              f"{'x numpy':>8s} {'torch ms':>9s} {'x torch':>8s}")
+    header = (f"{'op':18s} {'pass':4s} {'ms':>8s} {'GB/s':>7s} {'% copy':>6s} "
+              f"{'numpy ms':>9s} {'x numpy':>8s} {'torch ms':>9s} {'x torch':>8s}")
     out(f"ops suite, float32, {threads} thread(s); 'x numpy'/'x torch' = their time / ours")
+    copy_gbps = None
+    if with_probe:
+        copy_gbps = memory_probe(threads)
+        out(f"memory probe (parallel copy, bytes read + written): {copy_gbps:.1f} GB/s at "
+            f"{threads} thread(s); '% copy' = GB/s / that")
     out(header)
     out("-" * len(header))
     rows = []
@@ -192,6 +199,8 @@ def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=Tru
         for i, pass_name in enumerate(("fwd", "bwd")):
             row = {"op": op.name, "shape": op.shape, "pass": pass_name, "ms": ours[i],
                    "gbps": nbytes[i] / ours[i] / 1e6, "threads": threads}
+            if copy_gbps:
+                row["copy_fraction"] = row["gbps"] / copy_gbps
             for lib, t in base.items():
                 row[f"{lib}_ms"] = t[i]
                 row[f"speedup_vs_{lib}"] = t[i] / ours[i]
@@ -202,6 +211,7 @@ def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=Tru
                     cells.append(f"{row[lib + '_ms']:9.2f} {row['speedup_vs_' + lib]:8.1f}")
                 else:
                     cells.append(f"{'-':>9s} {'-':>8s}")
-            out(f"{op.name:18s} {pass_name:4s} {ours[i]:8.3f} {row['gbps']:7.1f} "
+            frac = (f"{100 * row['copy_fraction']:5.0f}%" if copy_gbps else f"{'-':>6s}")
+            out(f"{op.name:18s} {pass_name:4s} {ours[i]:8.3f} {row['gbps']:7.1f} {frac} "
                 f"{cells[0]} {cells[1]}")
     return rows

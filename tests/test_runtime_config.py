@@ -84,3 +84,18 @@ def test_freed_blocks_are_reused_without_page_faults(count, size, untuned_faults
     assert tuned == "True" and int(faults) < 200, (tuned, faults)
     tuned, faults = _child(_FAULTS, argv=argv, FASTCONV_MALLOC_TUNING="0").split()
     assert tuned == "False" and int(faults) > untuned_faults, (tuned, faults)
+
+
+@pytest.mark.parametrize("n", [0, 1, 1023, 1024, 5000, 3 * 1024 + 7])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_copy_copies_everything(n, threads):
+    """The memory probe's copy (bench's bandwidth yardstick): every element, any length and
+    thread count (pieces of 1024 values, the last one short or empty)."""
+    import numpy as np
+    from fastconv._ext import _runtime
+    src = np.arange(n, dtype=np.float32)
+    dst = np.full(n, np.nan, np.float32)
+    _runtime.parallel_copy(src, dst, threads)
+    assert np.array_equal(dst, src)
+    with pytest.raises(ValueError, match="same length, got 5 and 4"):
+        _runtime.parallel_copy(np.ones(5, np.float32), np.ones(4, np.float32), threads)

@@ -112,6 +112,16 @@ def test_probe_verdict():
         {"gflops_1t": 60.0, "gflops": 60.0, "threads": 1, "scaling": 1.0})
 
 
+def test_memory_probe(monkeypatch):
+    rates = []
+    monkeypatch.setattr(compare, "memory_probe", lambda t: rates.append(t) or 5.0 * t)
+    probe = compare.probe_memory(2)
+    assert rates == [1, 2] and probe == {"gbps_1t": 5.0, "gbps": 10.0, "threads": 2}
+    assert compare.memory_verdict(probe) == (
+        "memory probe (parallel copy, bytes read + written): 5.0 GB/s at 1 thread, 10.0 at 2")
+    assert timing.memory_probe(1, mib=1) > 0   # the real copy: a positive rate
+
+
 def test_table_printer_prints_rows_and_geometric_mean():
     lines = []
     printer = compare.TablePrinter("ops", 2, lines.append)
@@ -190,6 +200,9 @@ def test_conv_and_ops_rows_on_tiny_cases():
         ("mp", "fwd"), ("mp", "bwd"), ("relu", "fwd"), ("relu", "bwd")]
     assert rows[0]["fastconv_gbps"] == pytest.approx(
         cases[0].bytes()[0] / rows[0]["fastconv_ms"] / 1e6)
+    assert "fastconv_copy" not in rows[0]
+    rows = compare.ops_rows(torch, PEAKS, 1, cases=cases[1:], copy_gbps=4.0)
+    assert rows[1]["fastconv_copy"] == pytest.approx(rows[1]["fastconv_gbps"] / 4.0)
 
 
 def test_torch_twins_match_the_fastconv_models():

@@ -17,7 +17,8 @@ phases are interleaved back.
 
 Level of parallelism: one OpenMP ``prange`` per pass over input channels or planes, whose
 writes are disjoint (forward and backward_input: (n, c_in) planes, each writing its own m
-output planes or its own grad_in plane; backward_weight: blocks of input channels, each owning their m filters).
+output planes or its own grad_in plane; backward_weight and backward: blocks of input
+channels, each owning their m filters and, in backward, their grad_in planes).
 Nothing inside a thread is parallel, and every element is summed in an order fixed by the
 geometry and the code path, never by the thread count, so results are bit-identical for any
 ``n_threads``.
@@ -515,9 +516,8 @@ def backward(const floating[:, :, :, ::1] x,         # IN  (N, C_in, H, W)
     _geom(&g, x.shape[0], x.shape[1], x.shape[2], x.shape[3], grad_out.shape[1],
           grad_out.shape[2], grad_out.shape[3], weight.shape[2], weight.shape[3],
           stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)
-    if (grad_in.shape[0] != g.N or grad_in.shape[1] != g.C_in or grad_in.shape[2] != g.H
-            or grad_in.shape[3] != g.W or grad_weight.shape[0] != g.C_out
-            or grad_weight.shape[2] != g.kH or grad_weight.shape[3] != g.kW):
+    if (any(grad_in.shape[i] != x.shape[i] for i in range(4))
+            or any(grad_weight.shape[i] != weight.shape[i] for i in range(4))):
         raise ValueError("conv2d_depthwise.backward: grad_in must have x's shape and "
                          "grad_weight weight's")
     balanced = g.C_in % max(n_threads, 1) == 0 or g.C_in >= 8 * n_threads

@@ -60,6 +60,32 @@ def get_num_threads():
     return _num_threads
 
 
+def _default_grain():
+    env = os.environ.get("FASTCONV_GRAIN", "").strip()
+    try:
+        return max(0, int(env)) if env else 32768
+    except ValueError:
+        return 32768
+
+
+# Work below GRAIN units runs on one thread: waking an idle OpenMP thread (they sleep
+# between kernels: README, Threads) costs 20 us or more on the dev VM, more than a second
+# thread saves on smaller work. A unit is one element of a memory-bound op (PyTorch's grain
+# size, at::internal::GRAIN_SIZE, is the same 32768 elements) or MACS_PER_UNIT
+# multiply-adds of a convolution or GEMM (GRAIN units: about 4M, some 80 us at one thread).
+# FASTCONV_GRAIN in the environment overrides GRAIN (0: every call on all threads).
+GRAIN = _default_grain()
+MACS_PER_UNIT = 128
+
+
+def threads_for(elements=0, macs=0):
+    """Threads for one kernel call that touches ``elements`` values and does ``macs``
+    multiply-adds: 1 when ``elements + macs / MACS_PER_UNIT`` is below :data:`GRAIN`, else
+    :func:`get_num_threads`. Kernels give the same bits for any thread count, so this
+    changes only the time."""
+    return 1 if elements + macs / MACS_PER_UNIT < GRAIN else get_num_threads()
+
+
 def manual_seed(seed):
     """Seed every random source fastconv uses (initialisation, dropout, shuffling)."""
     global _rng

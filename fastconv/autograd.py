@@ -35,7 +35,7 @@ import threading
 
 import numpy as np
 
-from ._config import get_num_threads
+from ._config import threads_for
 from ._ext import activations as _activations
 
 __all__ = ["Function", "no_grad", "is_grad_enabled", "backward", "queue_callback"]
@@ -363,7 +363,7 @@ def add_arrays(a, b):
             and b.flags.c_contiguous):
         out = np.empty_like(a)
         _activations.add_forward(a.reshape(-1), b.reshape(-1), out.reshape(-1),
-                                get_num_threads())
+                                threads_for(out.size))
         return out
     return a + b
 

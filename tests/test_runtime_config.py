@@ -99,3 +99,43 @@ def test_parallel_copy_copies_everything(n, threads):
     assert np.array_equal(dst, src)
     with pytest.raises(ValueError, match="same length, got 5 and 4"):
         _runtime.parallel_copy(np.ones(5, np.float32), np.ones(4, np.float32), threads)
+
+
+def test_small_work_runs_on_one_thread(monkeypatch):
+    """Below the grain (32768 units) a kernel call gets one thread, above it all of them."""
+    from fastconv import _config
+    monkeypatch.setattr(_config, "_num_threads", 4)
+    assert _config.GRAIN == 32768
+    assert _config.threads_for(_config.GRAIN - 1) == 1
+    assert _config.threads_for(_config.GRAIN) == 4
+    assert _config.threads_for(macs=_config.GRAIN * _config.MACS_PER_UNIT - 1) == 1
+    assert _config.threads_for(100, macs=_config.GRAIN * _config.MACS_PER_UNIT) == 4
+    monkeypatch.setattr(_config, "GRAIN", 0)
+    assert _config.threads_for(0) == 4
+
+
+@pytest.mark.parametrize("value, expected", [("0", "0"), ("1000", "1000"), ("", "32768"),
+                                             ("junk", "32768"), ("-5", "0")])
+def test_grain_from_the_environment(value, expected):
+    assert _child("from fastconv import _config; print(_config.GRAIN)",
+                  FASTCONV_GRAIN=value) == expected
+
+
+def test_small_and_large_work_give_the_same_bits():
+    """The grain changes only the thread count, never a result: a small and a large conv,
+    pooling and BatchNorm step with the grain off (every call on all threads) and on."""
+    code = """
+import hashlib, numpy as np, fastconv as fc, fastconv.functional as F
+fc.set_num_threads(2)
+rng = np.random.default_rng(0)
+out = []
+for n in (1, 16):
+    x = fc.tensor(rng.standard_normal((n, 8, 12, 12)).astype(np.float32), requires_grad=True)
+    w = fc.tensor(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.max_pool2d(F.relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None,
+                                         training=True)), 2)
+    y.sum().backward()
+    out += [y.data, x.grad, w.grad]
+print(hashlib.sha256(b"".join(a.tobytes() for a in out)).hexdigest())
+"""
+    assert _child(code, FASTCONV_GRAIN="0") == _child(code)

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .._config import default_rng, get_num_threads
+from .._config import default_rng, threads_for
 from .._ext import activations as _kernel
 from ..autograd import Function
 from ._args import check_float, check_ndim, check_same_dtype, data_of, kernel_ready
@@ -39,7 +39,7 @@ def _elementwise(name, *arrays, args=()):
     arrays = [kernel_ready(a) for a in arrays]
     out = np.empty_like(arrays[0])
     getattr(_kernel, name)(*(a.reshape(-1) for a in arrays), *args, out.reshape(-1),
-                           get_num_threads())
+                           threads_for(out.size))
     return out
 
 
@@ -144,7 +144,7 @@ class _PReLU(Function):
     def forward(ctx, x, weight):
         x3, w = _prelu_view(x), kernel_ready(weight)
         out = np.empty_like(x3)
-        _kernel.prelu_forward(x3, w, out, get_num_threads())
+        _kernel.prelu_forward(x3, w, out, threads_for(out.size))
         ctx.save_for_backward(x3, w)
         ctx.shape = x.shape
         return out.reshape(x.shape)
@@ -157,7 +157,7 @@ class _PReLU(Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         gx = np.empty_like(x3) if need_x else np.empty((0, 0, 0), dt)
         planes = np.empty(x3.shape[:2]) if need_w else np.empty((0, 0))
-        _kernel.prelu_backward(gy3, x3, w, gx, planes, get_num_threads())
+        _kernel.prelu_backward(gy3, x3, w, gx, planes, threads_for(gx.size))
         gw = None
         if need_w:
             gw = planes.sum(axis=0)

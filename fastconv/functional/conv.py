@@ -5,7 +5,7 @@ call the compiled kernels chosen by :func:`select_conv_algorithm`.
 """
 import numpy as np
 
-from .._config import get_num_threads
+from .._config import threads_for
 from ..autograd import Function
 from ._args import check_ndim, check_same_dtype, data_of, kernel_ready, pair, positive_int
 from ._dispatch import (KERNELS, SPECIALISED, ConvParams, conv_algorithms,
@@ -114,6 +114,14 @@ def _unbatched(x):
     return data_of(x).ndim == 3
 
 
+def _conv_threads(params, conv_out_size):
+    """Threads for one pass of a conv whose output (in the conv's own terms) has
+    ``conv_out_size`` elements: every pass does that many times C_in / groups x kH x kW
+    multiply-adds."""
+    macs = conv_out_size * (params.c_in // params.groups) * params.kh * params.kw
+    return threads_for(macs=macs)
+
+
 class _Conv2d(Function):
     """y = conv2d(x, w) + b with kernels from ``KERNELS[algorithm]``."""
 
@@ -123,9 +131,10 @@ class _Conv2d(Function):
         x, weight = kernel_ready(x), kernel_ready(weight)
         b = _EMPTY_BIAS[x.dtype] if bias is None else kernel_ready(bias)
         out = np.empty((x.shape[0], params.c_out) + out_hw, dtype=x.dtype)
-        kernel.forward(x, weight, b, out, *params.kernel_args(), get_num_threads())
+        kernel.forward(x, weight, b, out, *params.kernel_args(), _conv_threads(params, out.size))
         ctx.save_for_backward(x, weight)
         ctx.geometry = (kernel, *params.kernel_args())
+        ctx.params = params
         return out
 
     @staticmethod
@@ -133,7 +142,7 @@ class _Conv2d(Function):
         x, weight = ctx.saved_tensors
         kernel, *geometry = ctx.geometry
         gy = kernel_ready(grad_out)
-        n_threads = get_num_threads()
+        n_threads = _conv_threads(ctx.params, gy.size)
         gx, gw = conv2d_grads(kernel, x, weight, gy, geometry, n_threads,
                               *ctx.needs_input_grad[:2])
         gb = gy.sum(axis=(0, 2, 3)) if ctx.needs_input_grad[2] else None
@@ -168,11 +177,13 @@ class _ConvTranspose2d(Function):
         kernel = KERNELS[algorithm]
         x, weight = kernel_ready(x), kernel_ready(weight)
         out = np.empty((x.shape[0], params.c_in) + out_hw, dtype=x.dtype)
-        kernel.backward_input(x, weight, out, *params.kernel_args(), get_num_threads())
+        kernel.backward_input(x, weight, out, *params.kernel_args(),
+                              _conv_threads(params, x.size))
         if bias is not None:
             out += np.asarray(bias).reshape(1, -1, 1, 1)
         ctx.save_for_backward(x, weight)
         ctx.geometry = (kernel, *params.kernel_args())
+        ctx.params = params
         return out
 
     @staticmethod
@@ -180,7 +191,7 @@ class _ConvTranspose2d(Function):
         x, weight = ctx.saved_tensors
         kernel, *geometry = ctx.geometry
         gy = kernel_ready(grad_out)
-        n_threads = get_num_threads()
+        n_threads = _conv_threads(ctx.params, x.size)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = np.empty_like(x)

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from .._config import get_num_threads
+from .._config import threads_for
 from .._ext import gemm as _gemm
 from ..autograd import Function, add_arrays
 from ..tensor import Reshape, Tensor
@@ -18,8 +18,9 @@ __all__ = ["linear", "flatten", "cat", "add"]
 
 
 def _gemm_into(a, b, c, trans_a=False, trans_b=False, beta=0.0):
+    k = a.shape[0] if trans_a else a.shape[-1]
     _gemm.gemm(a, b, c, trans_a=trans_a, trans_b=trans_b, alpha=1.0, beta=beta,
-               n_threads=get_num_threads())
+               n_threads=threads_for(macs=c.size * k))
     return c
 
 

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from .._config import get_num_threads
+from .._config import threads_for
 from .._ext import batchnorm2d as _kernel
 from ..autograd import Function
 from . import activation as _activation
@@ -35,7 +35,7 @@ def _swap01(a):
     if a.shape[2] < 4:
         return np.ascontiguousarray(a.transpose(1, 0, 2))
     out = np.empty((a.shape[1], a.shape[0], a.shape[2]), a.dtype)
-    _kernel.swap01(kernel_ready(a), out, get_num_threads())
+    _kernel.swap01(kernel_ready(a), out, threads_for(out.size))
     return out
 
 
@@ -80,7 +80,7 @@ class _BatchNorm(Function):
         w = _EMPTY1[dt] if weight is None else kernel_ready(weight)
         b = _EMPTY1[dt] if bias is None else kernel_ready(bias)
         out = np.empty_like(x3)
-        n_threads = get_num_threads()
+        n_threads = threads_for(out.size)
         if training:
             mean, invstd = np.empty(c), np.empty(c)
             if x.size:
@@ -116,12 +116,12 @@ class _BatchNorm(Function):
         gw = np.empty(shape3[1], dt) if need_w else _EMPTY1[dt]
         gb = np.empty(shape3[1], dt) if need_b else _EMPTY1[dt]
         if training:
-            _kernel.backward(gy3, x3, w, mean, invstd, gx, gw, gb, get_num_threads(), bias=b,
+            _kernel.backward(gy3, x3, w, mean, invstd, gx, gw, gb, threads_for(gx.size), bias=b,
                              relu=relu)
         else:
             if relu:
                 gy3 = _activation._elementwise("relu_backward", gy3, out)
-            _kernel.backward_eval(gy3, x3, w, mean, invstd, gx, gw, gb, get_num_threads())
+            _kernel.backward_eval(gy3, x3, w, mean, invstd, gx, gw, gb, threads_for(gx.size))
         gx = _from_kernel(gx, shape3, regroup).reshape(shape) if need_x else None
         return gx, gw if need_w else None, gb if need_b else None
 

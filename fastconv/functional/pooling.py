@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from .._config import get_num_threads
+from .._config import threads_for
 from .._ext import pool2d as _k
 from ..autograd import Function
 from ._args import check_float, check_ndim, data_of, kernel_ready, pair
@@ -107,7 +107,7 @@ class _MaxPool2d(Function):
         # inference without return_indices stores no index: half the bytes written
         keep = return_indices or ctx.needs_input_grad[0]
         idx = np.empty(shape, np.int64) if keep else None
-        _k.max_forward(x, out, idx, *geometry, get_num_threads())
+        _k.max_forward(x, out, idx, *geometry, threads_for(x.size))
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(idx)
             ctx.input_shape = x.shape
@@ -117,7 +117,7 @@ class _MaxPool2d(Function):
     def backward(ctx, grad_out):
         (idx,) = ctx.saved_tensors
         gx = np.empty(ctx.input_shape, grad_out.dtype)
-        _k.max_backward(kernel_ready(grad_out), idx, gx, get_num_threads())
+        _k.max_backward(kernel_ready(grad_out), idx, gx, threads_for(gx.size))
         return gx
 
 
@@ -128,14 +128,14 @@ class _AvgPool2d(Function):
     def forward(ctx, x, geometry, out_hw):
         x = kernel_ready(x)
         out = np.empty(x.shape[:2] + out_hw, x.dtype)
-        _k.avg_forward(x, out, *geometry, get_num_threads())
+        _k.avg_forward(x, out, *geometry, threads_for(x.size))
         ctx.input_shape, ctx.geometry = x.shape, geometry
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         gx = np.empty(ctx.input_shape, grad_out.dtype)
-        _k.avg_backward(kernel_ready(grad_out), gx, *ctx.geometry, get_num_threads())
+        _k.avg_backward(kernel_ready(grad_out), gx, *ctx.geometry, threads_for(gx.size))
         return gx
 
 
@@ -144,14 +144,14 @@ class _AdaptiveAvgPool2d(Function):
     def forward(ctx, x, out_hw):
         x = kernel_ready(x)
         out = np.empty(x.shape[:2] + out_hw, x.dtype)
-        _k.adaptive_avg_forward(x, out, get_num_threads())
+        _k.adaptive_avg_forward(x, out, threads_for(x.size))
         ctx.input_shape = x.shape
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         gx = np.empty(ctx.input_shape, grad_out.dtype)
-        _k.adaptive_avg_backward(kernel_ready(grad_out), gx, get_num_threads())
+        _k.adaptive_avg_backward(kernel_ready(grad_out), gx, threads_for(gx.size))
         return gx
 
 
@@ -163,7 +163,7 @@ class _AdaptiveMaxPool2d(Function):
         x = kernel_ready(x)
         shape = x.shape[:2] + out_hw
         out, idx = np.empty(shape, x.dtype), np.empty(shape, np.int64)
-        _k.adaptive_max_forward(x, out, idx, get_num_threads())
+        _k.adaptive_max_forward(x, out, idx, threads_for(x.size))
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(idx)
             ctx.input_shape = x.shape
@@ -179,7 +179,7 @@ class _LpPool2d(Function):
     @staticmethod
     def forward(ctx, x, p, geometry, out_hw):
         x = kernel_ready(x)
-        n_threads = get_num_threads()
+        n_threads = threads_for(x.size)
         shape = x.shape[:2] + out_hw
         out = np.empty(shape, x.dtype)
         ctx.p, ctx.geometry = p, geometry
@@ -201,7 +201,7 @@ class _LpPool2d(Function):
     @staticmethod
     def backward(ctx, grad_out):
         p, geometry = ctx.p, ctx.geometry
-        n_threads = get_num_threads()
+        n_threads = threads_for(grad_out.size * geometry[0] * geometry[1])
         gy = kernel_ready(grad_out)
         if np.isinf(p):
             x, idx = ctx.saved_tensors
@@ -226,7 +226,7 @@ class _SpatialPyramidPool(Function):
     def forward(ctx, x, levels):
         x = kernel_ready(x)
         n, c = x.shape[:2]
-        n_threads = get_num_threads()
+        n_threads = threads_for(x.size)
         parts, saved = [], []
         for L in levels:
             out = np.empty((n, c, L, L), x.dtype)
@@ -248,7 +248,7 @@ class _SpatialPyramidPool(Function):
         for idx in ctx.saved_tensors:
             size = c * idx.shape[2] * idx.shape[3]
             gy = np.ascontiguousarray(grad_out[:, start:start + size]).reshape(idx.shape)
-            _k.max_backward(gy, idx, part, get_num_threads())
+            _k.max_backward(gy, idx, part, threads_for(part.size))
             gx += part
             start += size
         return gx

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from .._config import get_num_threads
+from .._config import threads_for
 from .._ext import upsample as _kernel
 from ..autograd import Function
 from ._args import check_float, data_of, kernel_ready, positive_int
@@ -70,9 +70,10 @@ class _Interpolate(Function):
         x = kernel_ready(x)
         out = np.empty(x.shape[:2] + out_hw, dtype=x.dtype)
         if mode == "nearest":
-            _kernel.nearest_forward(x, out, *scales, get_num_threads())
+            _kernel.nearest_forward(x, out, *scales, threads_for(max(x.size, out.size)))
         else:
-            _kernel.bilinear_forward(x, out, align_corners, *scales, get_num_threads())
+            _kernel.bilinear_forward(x, out, align_corners, *scales,
+                                     threads_for(max(x.size, out.size)))
         ctx.input_shape, ctx.dtype = x.shape, x.dtype
         ctx.settings = (mode, align_corners, scales)
         return out
@@ -85,9 +86,10 @@ class _Interpolate(Function):
         gy = kernel_ready(grad_out.astype(ctx.dtype, copy=False))
         gx = np.empty(ctx.input_shape, dtype=ctx.dtype)
         if mode == "nearest":
-            _kernel.nearest_backward(gy, gx, *scales, get_num_threads())
+            _kernel.nearest_backward(gy, gx, *scales, threads_for(max(gy.size, gx.size)))
         else:
-            _kernel.bilinear_backward(gy, gx, align_corners, *scales, get_num_threads())
+            _kernel.bilinear_backward(gy, gx, align_corners, *scales,
+                                      threads_for(max(gy.size, gx.size)))
         return gx
 
 
@@ -177,7 +179,7 @@ class _PixelShuffle(Function):
             kernel = _kernel.pixel_shuffle
         x4 = kernel_ready(_as_4d(x))
         out = np.empty(x4.shape[:1] + shape, dtype=x.dtype)
-        kernel(x4, out, r, get_num_threads())
+        kernel(x4, out, r, threads_for(out.size))
         return out.reshape(tuple(lead) + shape)
 
     @staticmethod

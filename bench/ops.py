@@ -1,10 +1,12 @@
 """Ops suite: pooling, BatchNorm and ReLU, forward and backward, in GB/s.
 
 GB/s counts the bytes an op must read and write (inputs, outputs, and the saved indices that
-max pooling's backward reads) over its time: the memory-bound figure of merit for these layers. Forward is the public op under
-``no_grad``; backward is the recorded node's backward (what ``Tensor.backward`` runs).
-Baselines: the NumPy reference, and PyTorch when installed (forward under ``no_grad``,
-backward through ``torch.autograd.grad`` on a retained graph).
+max pooling's backward reads) over its time: the memory-bound figure of merit for these
+layers; "% copy" is that as a fraction of a parallel copy's rate measured just before (the
+memory probe). Forward is the public op under ``no_grad``; backward is the recorded node's
+backward (what ``Tensor.backward`` runs). Baselines: the NumPy reference, and PyTorch when
+installed (forward under ``no_grad``, backward through ``torch.autograd.grad`` on a retained
+graph).
 """
 import numpy as np
 

@@ -133,17 +133,16 @@ class _Conv2d(Function):
         out = np.empty((x.shape[0], params.c_out) + out_hw, dtype=x.dtype)
         kernel.forward(x, weight, b, out, *params.kernel_args(), _conv_threads(params, out.size))
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (kernel, *params.kernel_args())
-        ctx.params = params
+        ctx.kernel, ctx.params = kernel, params
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        kernel, *geometry = ctx.geometry
+        kernel, params = ctx.kernel, ctx.params
         gy = kernel_ready(grad_out)
-        n_threads = _conv_threads(ctx.params, gy.size)
-        gx, gw = conv2d_grads(kernel, x, weight, gy, geometry, n_threads,
+        n_threads = _conv_threads(params, gy.size)
+        gx, gw = conv2d_grads(kernel, x, weight, gy, params.kernel_args(), n_threads,
                               *ctx.needs_input_grad[:2])
         gb = gy.sum(axis=(0, 2, 3)) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
@@ -182,16 +181,16 @@ class _ConvTranspose2d(Function):
         if bias is not None:
             out += np.asarray(bias).reshape(1, -1, 1, 1)
         ctx.save_for_backward(x, weight)
-        ctx.geometry = (kernel, *params.kernel_args())
-        ctx.params = params
+        ctx.kernel, ctx.params = kernel, params
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        kernel, *geometry = ctx.geometry
+        kernel, params = ctx.kernel, ctx.params
+        geometry = params.kernel_args()
         gy = kernel_ready(grad_out)
-        n_threads = _conv_threads(ctx.params, x.size)
+        n_threads = _conv_threads(params, x.size)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = np.empty_like(x)

@@ -6,7 +6,7 @@ call the compiled kernels chosen by :func:`select_conv_algorithm`.
 import numpy as np
 
 from .._config import threads_for
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ._args import check_ndim, check_same_dtype, data_of, kernel_ready, pair, positive_int
 from ._dispatch import (KERNELS, SPECIALISED, ConvParams, conv_algorithms,
                         select_conv_algorithm)
@@ -106,8 +106,36 @@ def _pick_algorithm(op, algorithm, params, need_grad):
 
 
 def _needs_grad(*xs):
-    from ..autograd import is_grad_enabled
     return is_grad_enabled() and any(getattr(x, "requires_grad", False) for x in xs)
+
+
+# conv2d's checks and choices (``_geometry`` to ``_pick_algorithm``: some 15 us of Python per
+# call, as much as the kernel of a small layer at batch 1) depend only on the operands'
+# shapes and dtypes and the settings, and a layer calls it with the same ones every time. So
+# each outcome that passed the checks is kept under that signature, for plain settings only
+# (ints, pairs of ints as tuples, padding strings): other types (lists, NumPy ints, bools,
+# which the checks reject) always take the full path.
+_PLANS = {}
+_PLANS_MAX = 512
+
+
+def _plain(v):
+    t = type(v)
+    return t is int or (t is tuple and len(v) == 2 and type(v[0]) is int
+                        and type(v[1]) is int)
+
+
+def _plan_key(x, weight, bias, stride, padding, dilation, groups, algorithm, need_grad):
+    """The signature of a conv2d call, or None when it takes the full path every time."""
+    if not (_plain(stride) and _plain(dilation) and type(groups) is int
+            and (type(padding) is str or _plain(padding))
+            and (algorithm is None or type(algorithm) is str)):
+        return None
+    xd, wd = data_of(x), data_of(weight)
+    b = None if bias is None else data_of(bias)
+    return (xd.shape, xd.dtype, wd.shape, wd.dtype,
+            None if b is None else (b.shape, b.dtype),
+            stride, padding, dilation, groups, algorithm, need_grad)
 
 
 def _unbatched(x):
@@ -241,13 +269,35 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     >>> fc.functional.conv2d(x, w, padding=1).shape
     (2, 4, 8, 8)
     """
+    need_grad = _needs_grad(input, weight, bias)
+    key = _plan_key(input, weight, bias, stride, padding, dilation, groups, algorithm,
+                    need_grad)
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is None:
+        plan = _conv2d_plan(input, weight, bias, stride, padding, dilation, groups,
+                            algorithm, need_grad)
+        if plan is None:    # unbatched: the batched call did it
+            y = conv2d(_batched(input), weight, bias, stride, padding, dilation, groups,
+                       algorithm)
+            return y.reshape(y.shape[1:])
+        if key is not None:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    params, out_hw, algorithm = plan
+    return _Conv2d.apply(input, weight, bias, params=params, out_hw=out_hw,
+                         algorithm=algorithm)
+
+
+def _conv2d_plan(input, weight, bias, stride, padding, dilation, groups, algorithm,
+                 need_grad):
+    """conv2d's checks: (ConvParams, (OH, OW), algorithm), or None for an unbatched input
+    (which the caller batches)."""
     op = "conv2d"
     dtype, stride, dilation, groups, c_out = _geometry(op, input, weight, bias, stride,
                                                       padding, dilation, groups, False)
     if _unbatched(input):
-        y = conv2d(_batched(input), weight, bias, stride, padding, dilation, groups,
-                   algorithm)
-        return y.reshape(y.shape[1:])
+        return None
     n, c_in, h, w = data_of(input).shape
     kh, kw = data_of(weight).shape[2:]
     pad = _conv_padding(op, padding, stride, dilation, (kh, kw))
@@ -258,9 +308,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         ow = _out_size(op, w, kw, stride[1], pad[1], dilation[1], "width")
     params = ConvParams(n, c_in, h, w, c_out, kh, kw, stride, pad, dilation, groups,
                         np.dtype(dtype).itemsize)
-    algorithm = _pick_algorithm(op, algorithm, params, _needs_grad(input, weight, bias))
-    return _Conv2d.apply(input, weight, bias, params=params, out_hw=(oh, ow),
-                         algorithm=algorithm)
+    return params, (oh, ow), _pick_algorithm(op, algorithm, params, need_grad)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,

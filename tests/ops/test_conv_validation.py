@@ -41,10 +41,50 @@ W = np.zeros((6, 4, 3, 3), np.float32)
     (dict(algorithm="depthwise"), ValueError, "needs groups == in_channels"),
 ])
 def test_conv2d_bad_arguments(kwargs, error, match):
+    # conv2d keeps the outcome of its checks per call signature (conv._PLANS): good calls
+    # first, so that a bad call which looks like one of them must still be caught
+    F.conv2d(X, W)
+    F.conv2d(X, W, stride=1, padding=0, dilation=1, groups=1)
+    F.conv2d(X, W, np.zeros(6, np.float32), stride=(1, 1), padding=(0, 0))
     args = dict(input=X, weight=W)
     args.update(kwargs)
     with pytest.raises(error, match=match):
         F.conv2d(**args)
+
+
+def test_conv2d_plans_are_kept_per_signature(monkeypatch):
+    """A repeated call reuses its checked plan; any change of shape, dtype, setting, setting
+    type or grad mode is a new signature; non-plain settings (lists, NumPy ints) are checked
+    every call; the store is bounded."""
+    from fastconv.functional import conv
+    monkeypatch.setattr(conv, "_PLANS", {})
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    ref = F.conv2d(x, w, padding=1).data
+    assert len(conv._PLANS) == 1
+    np.testing.assert_array_equal(F.conv2d(x, w, padding=1).data, ref)
+    assert len(conv._PLANS) == 1
+    # the same values in other types: checked every call, same result, nothing stored
+    for padding in ([1, 1], np.int64(1), (np.int32(1), 1)):
+        np.testing.assert_array_equal(F.conv2d(x, w, padding=padding).data, ref)
+    assert len(conv._PLANS) == 1
+    with pytest.raises(TypeError, match="padding to be an int or a pair"):
+        F.conv2d(x, w, padding=True)
+    # another shape, dtype, grad mode, unbatched input: new entries (or none), right results
+    F.conv2d(x[:1], w, padding=1)
+    F.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+    F.conv2d(x, fc.Tensor(w, requires_grad=True), padding=1)
+    assert len(conv._PLANS) == 4
+    np.testing.assert_array_equal(F.conv2d(x[0], w, padding=1).data, ref[0])
+    np.testing.assert_array_equal(F.conv2d(x[0], w, padding=1).data, ref[0])
+    with pytest.raises(ValueError, match=r"bias of shape \(6,\)"):
+        F.conv2d(x, w, np.zeros(5, np.float32), padding=1)
+    monkeypatch.setattr(conv, "_PLANS_MAX", 3)
+    monkeypatch.setattr(conv, "_PLANS", {})
+    for n in range(1, 8):
+        F.conv2d(x[:1].repeat(n, axis=0), w, padding=1)
+        assert len(conv._PLANS) <= 3
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

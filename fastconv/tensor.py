@@ -1,4 +1,6 @@
 """``Tensor``: an ndarray with a gradient, and the differentiable array ops on it."""
+import math
+
 import numpy as np
 
 from . import autograd
@@ -193,7 +195,7 @@ class Tensor:
             raise ValueError(f"flatten: expected start_dim in [{-self.ndim}, {self.ndim - 1}], "
                              f"got {start_dim}")
         start_dim %= self.ndim
-        return self.reshape(self.shape[:start_dim] + (int(np.prod(self.shape[start_dim:])),))
+        return self.reshape(self.shape[:start_dim] + (math.prod(self.shape[start_dim:]),))
 
     def transpose(self, *axes):
         """Permute dims; no argument reverses them, as ndarray.transpose."""

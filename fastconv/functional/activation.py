@@ -7,6 +7,7 @@ dropout: the boolean mask). Elementwise passes run the compiled ``fastconv._ext.
 kernel or NumPy, whichever was faster (measured table below): NumPy keeps the
 transcendentals, which it vectorises.
 """
+import math
 import numbers
 
 import numpy as np
@@ -136,7 +137,7 @@ def _prelu_view(a):
     a = kernel_ready(a)
     if a.ndim == 1:
         return a.reshape(1, a.shape[0], 1)
-    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:])))  # not -1: N may be 0
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))  # not -1: N may be 0
 
 
 class _PReLU(Function):

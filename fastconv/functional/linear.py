@@ -4,6 +4,7 @@
 the input, M = the product of the leading dims, for the forward pass and both gradients;
 the GEMM parallelises over output tiles and is bit-identical for any thread count.
 """
+import math
 import numbers
 
 import numpy as np
@@ -31,7 +32,7 @@ class _Linear(Function):
     def forward(ctx, x, weight, bias):
         out_f, in_f = weight.shape
         lead = x.shape[:-1]
-        m = int(np.prod(lead))
+        m = math.prod(lead)
         x2 = kernel_ready(x.reshape(m, in_f))
         w = kernel_ready(weight)
         y = np.empty((m, out_f), dtype=x.dtype)
@@ -135,7 +136,7 @@ def flatten(input, start_dim=1, end_dim=-1):
     if start > end:
         raise ValueError(f"{op}: expected start_dim <= end_dim after wrapping negative dims, "
                          f"got start_dim={start_dim} ({start}), end_dim={end_dim} ({end})")
-    new = shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
+    new = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
     return Reshape.apply(input, shape=new)
 
 

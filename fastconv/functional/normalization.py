@@ -95,8 +95,10 @@ class _BatchNorm(Function):
                 if copy_rv:
                     running_var[...] = rv
         else:
-            mean = np.asarray(running_mean, np.float64)
-            invstd = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
+            mean = invstd = None    # only backward reads them: not worked out without a graph
+            if any(ctx.needs_input_grad):
+                mean = np.asarray(running_mean, np.float64)
+                invstd = 1.0 / np.sqrt(np.asarray(running_var, np.float64) + eps)
             _kernel.forward_eval(x3, kernel_ready(running_mean), kernel_ready(running_var), w,
                                  b, float(eps), out, n_threads, relu=relu)
         # eval + relu: the backward masks by the output (the next layer holds it anyway)

@@ -162,7 +162,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
 
 def _as_4d(x):
     """(*, C, H, W) -> (prod(*), C, H, W) (a view when the layout allows)."""
-    return x.reshape((int(np.prod(x.shape[:-3])),) + x.shape[-3:])
+    return x.reshape((math.prod(x.shape[:-3]),) + x.shape[-3:])
 
 
 class _PixelShuffle(Function):

@@ -129,6 +129,8 @@ class _BatchNorm(Function):
 
 
 def _check_number(op, name, value):
+    if type(value) is float:    # the usual case, without the ABC check below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: expected {name} to be a float, got {value!r}")
     return float(value)
@@ -210,22 +212,24 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
     if xd.ndim not in (2, 3, 4):
         raise ValueError(f"{op}: expected input to be 2-D, 3-D or 4-D (N, C, ...), got "
                          f"{xd.ndim}-D with shape {tuple(xd.shape)}")
-    check_float(op, "input", input)
-    named = {"input": input, "weight": weight, "bias": bias, "running_mean": running_mean,
+    check_float(op, "input", xd)
+    named = {"input": xd, "weight": weight, "bias": bias, "running_mean": running_mean,
              "running_var": running_var}
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        if named[name] is not None:
+            named[name] = data_of(named[name])
     check_same_dtype(op, named)
     c = xd.shape[1]
     for name in ("weight", "bias", "running_mean", "running_var"):
         value = named[name]
-        if value is not None and data_of(value).shape != (c,):
+        if value is not None and value.shape != (c,):
             raise ValueError(f"{op}: expected {name} of shape ({c},) (one per channel of "
-                             f"input {tuple(xd.shape)}), got {tuple(data_of(value).shape)}")
+                             f"input {tuple(xd.shape)}), got {tuple(value.shape)}")
     momentum = _check_number(op, "momentum", momentum)
     eps = _check_number(op, "eps", eps)
     if eps < 0:
         raise ValueError(f"{op}: expected eps >= 0, got {eps}")
-    rm = None if running_mean is None else data_of(running_mean)
-    rv = None if running_var is None else data_of(running_var)
+    rm, rv = named["running_mean"], named["running_var"]
     if training:
         if xd.size // max(c, 1) == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got "

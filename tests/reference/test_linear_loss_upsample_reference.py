@@ -83,8 +83,8 @@ def _ce_loop(x, t, w, ignore_index, reduction, eps):
 
 
 @pytest.mark.parametrize("reduction,eps,with_weight,ignore",
-                         itertools.product(["mean", "sum", "none"], [0.0, 0.3],
-                                           [False, True], [-100, 1]))
+                         list(itertools.product(["mean", "sum", "none"], [0.0, 0.3],
+                                                [False, True], [-100, 1])))
 def test_cross_entropy_against_loops_and_differences(reduction, eps, with_weight, ignore,
                                                      rng):
     x = rng.standard_normal((6, 4)) * 2
@@ -218,8 +218,8 @@ def test_linear_vs_torch(torch, rng):
 
 
 @pytest.mark.parametrize("reduction,eps,with_weight,ignore",
-                         itertools.product(["mean", "sum", "none"], [0.0, 0.1, 1.0],
-                                           [False, True], [-100, 2]))
+                         list(itertools.product(["mean", "sum", "none"], [0.0, 0.1, 1.0],
+                                                [False, True], [-100, 2])))
 def test_cross_entropy_vs_torch(torch, reduction, eps, with_weight, ignore, rng):
     F = torch.nn.functional
     for shape in [(7, 5), (3, 5, 2, 2), (5,)]:

@@ -269,6 +269,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     >>> fc.functional.conv2d(x, w, padding=1).shape
     (2, 4, 8, 8)
     """
+    if _unbatched(input):   # checked once, in the batched call
+        y = conv2d(_batched(input), weight, bias, stride, padding, dilation, groups,
+                   algorithm)
+        return y.reshape(y.shape[1:])
     need_grad = _needs_grad(input, weight, bias)
     key = _plan_key(input, weight, bias, stride, padding, dilation, groups, algorithm,
                     need_grad)
@@ -276,10 +280,6 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     if plan is None:
         plan = _conv2d_plan(input, weight, bias, stride, padding, dilation, groups,
                             algorithm, need_grad)
-        if plan is None:    # unbatched: the batched call did it
-            y = conv2d(_batched(input), weight, bias, stride, padding, dilation, groups,
-                       algorithm)
-            return y.reshape(y.shape[1:])
         if key is not None:
             if len(_PLANS) >= _PLANS_MAX:
                 _PLANS.clear()
@@ -291,13 +291,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
 def _conv2d_plan(input, weight, bias, stride, padding, dilation, groups, algorithm,
                  need_grad):
-    """conv2d's checks: (ConvParams, (OH, OW), algorithm), or None for an unbatched input
-    (which the caller batches)."""
+    """conv2d's checks and choices for a batched input: (ConvParams, (OH, OW), algorithm)."""
     op = "conv2d"
     dtype, stride, dilation, groups, c_out = _geometry(op, input, weight, bias, stride,
                                                       padding, dilation, groups, False)
-    if _unbatched(input):
-        return None
     n, c_in, h, w = data_of(input).shape
     kh, kw = data_of(weight).shape[2:]
     pad = _conv_padding(op, padding, stride, dilation, (kh, kw))

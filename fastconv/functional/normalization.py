@@ -213,11 +213,10 @@ def _batch_norm(op, input, running_mean, running_var, weight, bias, training, mo
         raise ValueError(f"{op}: expected input to be 2-D, 3-D or 4-D (N, C, ...), got "
                          f"{xd.ndim}-D with shape {tuple(xd.shape)}")
     check_float(op, "input", xd)
-    named = {"input": xd, "weight": weight, "bias": bias, "running_mean": running_mean,
-             "running_var": running_var}
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        if named[name] is not None:
-            named[name] = data_of(named[name])
+    named = {"input": xd}
+    for name, value in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                        ("running_var", running_var)):
+        named[name] = None if value is None else data_of(value)
     check_same_dtype(op, named)
     c = xd.shape[1]
     for name in ("weight", "bias", "running_mean", "running_var"):

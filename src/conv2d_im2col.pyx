@@ -74,14 +74,15 @@ cdef Py_ssize_t CHUNK_COLUMNS = 1024
 cdef size_t YT_BLOCK = 256 << 10
 
 
-cdef inline void add_bias(floating *y, const floating *bias, Py_ssize_t nco,
-                          Py_ssize_t P) noexcept nogil:
+cdef inline void add_bias(floating *y, const floating *bias, Py_ssize_t nco, Py_ssize_t n,
+                          Py_ssize_t ys) noexcept nogil:
+    """y[co*ys + p] += bias[co] for co < nco, p < n."""
     cdef Py_ssize_t co, p
     cdef floating b
     for co in range(nco):
         b = bias[co]
-        for p in range(P):
-            y[co * P + p] += b
+        for p in range(n):
+            y[co * ys + p] += b
 
 
 cdef int forward_image(const floating *x, const floating *w, const floating *bias,
@@ -102,7 +103,7 @@ cdef int forward_image(const floating *x, const floating *w, const floating *bia
                          n_threads) != 0:
             return -1
     if bias != NULL:
-        add_bias(y, bias, g.C_out, g.P)
+        add_bias(y, bias, g.C_out, g.P, g.P)
     return 0
 
 
@@ -111,20 +112,24 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
                               int n_threads) noexcept nogil:
     """forward of nb consecutive images in the row-offset form: pad them into this thread's
     scratch (one segment each), one GEMM per group over all their columns (the weights are
-    packed once per chunk, not per image), then drop the junk columns."""
+    packed once per chunk, not per image), then drop the junk columns. A chunk of one image
+    has no junk columns: its GEMM skips them."""
     cdef Py_ssize_t grp, i, ld = nb * g.NP
     cdef Py_ssize_t S = (g.xsize + 15) // 16 * 16
+    cdef Py_ssize_t nblk = (g.NP + FC_RO_COLS - 1) // FC_RO_COLS, t, j, r0, nr, rb
+    cdef bint rowoff = rowoff_serves(g.cout_g)
     cdef floating *xp = <floating *>fc_scratch(1, nb * S * sizeof(floating))
-    cdef floating *yt = <floating *>fc_scratch(2, <size_t>g.cout_g * ld * sizeof(floating))
+    cdef floating *yt = NULL
     cdef fc_im2col_t cols = g.pcols
-    if xp == NULL or yt == NULL:
+    if (floating is float and rowoff) or nb > 1:   # the output on the padded-width grid
+        yt = <floating *>fc_scratch(2, <size_t>g.cout_g * ld * sizeof(floating))
+        if yt == NULL:
+            return -1
+    if xp == NULL:
         return -1
     cols.segstride = S
     for i in range(nb):
         pad_image(x + i * g.C_in * g.H * g.W, g, xp + i * S, S)
-    cdef Py_ssize_t nblk = (g.NP + FC_RO_COLS - 1) // FC_RO_COLS, t, j, r0, nr
-    cdef bint rowoff = rowoff_serves(g.cout_g)
-    cdef Py_ssize_t rb = max(1, <Py_ssize_t>(YT_BLOCK // (g.cout_g * g.Wp * sizeof(floating))))
     for grp in range(g.groups):
         if floating is float and rowoff:
             # the no-pack kernel (conv_rowoff.h); with threads to spare (a chunk holding the
@@ -142,21 +147,26 @@ cdef int forward_chunk_padded(const floating *x, const floating *w, const floati
                                           xp + grp * g.cin_g * g.plane + i * S + j,
                                           g.pcols.rowoff, min(<Py_ssize_t>FC_RO_COLS, g.NP - j),
                                           yt + i * g.NP + j, ld)
-        elif nb == 1 and rb < g.OH:
-            # one large image: its output rows in blocks whose GEMM output stays in L2 for
-            # the copy that drops the junk columns (each block's columns lie in the image's
-            # segment, so the block is the same GEMM on B's columns from r0 * Wp on)
+        elif nb == 1:
+            # one image: B's columns skip the junk ones (segments of OW columns, Wp apart),
+            # so the GEMM writes the output planes themselves; with a bias, in blocks of
+            # output rows that are still in L2 when the bias is added
+            cols.seg, cols.segstride = g.OW, g.Wp
+            if bias != NULL:
+                rb = max(1, <Py_ssize_t>(YT_BLOCK // (g.cout_g * g.OW * sizeof(floating))))
+            else:
+                rb = g.OH
             r0 = 0
             while r0 < g.OH:
                 nr = min(rb, g.OH - r0)
-                cols.seg = nr * g.Wp
-                if gemm_im2col(False, False, g.cout_g, nr * g.Wp, g.K, 1,
+                if gemm_im2col(False, False, g.cout_g, nr * g.OW, g.K, 1,
                                w + grp * g.cout_g * g.K, g.K,
-                               xp + grp * g.cin_g * g.plane + r0 * g.Wp, &cols, 0, yt,
-                               nr * g.Wp, n_threads) != 0:
+                               xp + grp * g.cin_g * g.plane + r0 * g.Wp, &cols, 0,
+                               y + grp * g.cout_g * g.P + r0 * g.OW, g.P, n_threads) != 0:
                     return -1
-                unpad_rows(yt, nr * g.Wp, g.Wp, y + grp * g.cout_g * g.P + r0 * g.OW, g.P,
-                           g.cout_g, nr, g.OW, bias + grp * g.cout_g if bias != NULL else NULL)
+                if bias != NULL:
+                    add_bias(y + grp * g.cout_g * g.P + r0 * g.OW, bias + grp * g.cout_g,
+                             g.cout_g, nr * g.OW, g.P)
                 r0 += nr
             continue
         elif gemm_im2col(False, False, g.cout_g, ld, g.K, 1, w + grp * g.cout_g * g.K, g.K,

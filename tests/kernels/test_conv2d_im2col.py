@@ -45,7 +45,7 @@ CASES = [
     (2, 5, 3, 3, 7, 3, 3, (1, 1), (1, 1), 1),        # 67% junk, C_in 5
     (2, 3, 6, 6, 8, 3, 3, (1, 1), (1, 1), 1),        # C_in 3: backward_input's col2im path
     (2, 40, 6, 6, 8, 3, 3, (1, 1), (1, 1), 1),       # C_in 40: GEMM flipped form, 25% junk max
-    (2, 3, 45, 37, 40, 3, 3, (1, 1), (1, 1), 1),     # one large image a GEMM: rows in blocks
+    (2, 3, 45, 37, 40, 3, 3, (1, 1), (1, 1), 1),     # one image a GEMM: bias in row blocks
 ]
 
 def _arrays(case, dtype, rng):
@@ -170,7 +170,7 @@ def test_general_weight_gradient_in_image_groups(case, dtype, rng):
     (2, 2, 4, 4, 3, 3, 3, (2, 2), 1),        # padding larger than the image's half
     (2, 16, 5, 5, 8, 1, 1, (0, 0), 1),       # 1x1: the general path
     (2, 2, 1, 9, 3, 1, 3, (0, 0), 1),        # 1x3: the general path
-    (2, 3, 90, 75, 40, 3, 3, (1, 1), 1),     # one large image a GEMM: rows in blocks
+    (2, 3, 90, 75, 40, 3, 3, (1, 1), 1),     # one image a GEMM: bias in row blocks
 ])
 def test_stride2_phase_form(case, dtype, rng):
     """Stride 2 in the row-offset form over the image's 4 phase planes (forward and weight
@@ -195,6 +195,26 @@ def test_stride2_phase_form(case, dtype, rng):
     for y, gw in results[1:]:
         np.testing.assert_array_equal(y, results[0][0])
         np.testing.assert_array_equal(gw, results[0][1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_one_image_gemm_writes_the_output_planes(stride, dtype, rng):
+    """An image too large to share a GEMM (> CHUNK_COLUMNS padded columns, > 32 output
+    channels) skips the junk columns in B, so the GEMM writes the output planes straight
+    (no bias: one GEMM; bias: blocks of rows, the bias added to each): both match the
+    reference, the bias is added exactly as to the unbiased output, for any thread count."""
+    n, c_in, h, w_, c_out = 2, 5, 70, 61, 36
+    x = rng.standard_normal((n, c_in, h, w_)).astype(dtype)
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    oh, ow = (h - 1) // stride + 1, (w_ - 1) // stride + 1
+    for threads in (1, 2, 3):
+        y0, yb = (np.full((n, c_out, oh, ow), np.nan, dtype) for _ in range(2))
+        K.forward(x, w, b[:0], y0, stride, stride, 1, 1, 1, 1, 1, threads)
+        K.forward(x, w, b, yb, stride, stride, 1, 1, 1, 1, 1, threads)
+        assert_close(y0, R.conv2d(x, w, None, stride, 1, 1, 1), what="forward, no bias")
+        np.testing.assert_array_equal(yb, y0 + b[:, None, None])
 
 
 def test_an_image_with_no_pixels_under_padding():

@@ -49,6 +49,8 @@ cdef extern from "winograd.h" nogil:
     void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K, int64_t H, int64_t W,
                         int64_t OH, int64_t OW, int64_t ph, int64_t pw) noexcept
     bint fc_wn_simd() noexcept
+    bint fc_wn_avx2() noexcept
+    const char *fc_cpu_target_name() noexcept
     int fc_wn_pack_f32(const float *x, int64_t c, const fc_wn_geo *g, float *xp,
                        float *row) noexcept
     int fc_wn_pack_f64(const double *x, int64_t c, const fc_wn_geo *g, double *xp,
@@ -58,9 +60,13 @@ cdef extern from "winograd.h" nogil:
     int fc_wn_weights_f64(const double *w, int64_t k, int flip, const fc_wn_geo *g,
                           double *U) noexcept
     int fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp) noexcept
+    int fc_wn_pack_all_f32_avx2(const float *x, const fc_wn_geo *g, float *xp) noexcept
     void fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U,
                          const float *bias, float *y, int64_t t0, int nv, float *V,
                          float *M) noexcept
+    void fc_wn_block_f32_avx2(const fc_wn_geo *g, const float *xp, const float *U,
+                              const float *bias, float *y, int64_t t0, int nv, float *V,
+                              float *M) noexcept
     void fc_wn_block_generic_f32(const fc_wn_geo *g, const float *xp, const float *U,
                                  const float *bias, float *y, int64_t t0, float *V,
                                  float *M) noexcept
@@ -83,7 +89,20 @@ cdef size_t WG_BUDGET = 16 << 20
 
 
 def simd_available():
-    """True when the float32 blocks run the AVX-512 kernel (else portable C)."""
+    """True when the float32 blocks (forward and input gradient) run a SIMD kernel:
+    AVX-512 or AVX2 + FMA (else portable C)."""
+    return bool(fc_wn_simd() or fc_wn_avx2())
+
+
+def simd_target():
+    """The code path the float32 blocks take here: "avx512f", "avx2" or "generic" (the
+    CPU's best, or a lower one forced by FASTCONV_SIMD_TARGET)."""
+    return fc_cpu_target_name().decode()
+
+
+def weight_grad_available():
+    """True when the float32 weight gradient is Winograd's own (AVX-512 only); elsewhere
+    backward_weight runs conv2d_im2col's."""
     return bool(fc_wn_simd())
 
 
@@ -163,6 +182,8 @@ cdef int pack(const floating *x, fc_wn_geo *g, floating *xp, floating *row) noex
     if floating is float:
         if fc_wn_simd():
             return fc_wn_pack_all_f32(x, g, xp)
+        if fc_wn_avx2():
+            return fc_wn_pack_all_f32_avx2(x, g, xp)
         for c in range(g.C):
             bad |= fc_wn_pack_f32(x, c, g, xp, row)
     else:
@@ -183,6 +204,8 @@ cdef void blocks(fc_wn_geo *g, const floating *xp, const floating *U, const floa
         if floating is float:
             if fc_wn_simd():
                 fc_wn_block_f32(g, xp, U, bias, y, t0, nv, V, M)
+            elif fc_wn_avx2():
+                fc_wn_block_f32_avx2(g, xp, U, bias, y, t0, nv, V, M)
             else:
                 fc_wn_block_generic_f32(g, xp, U, bias, y, t0, V, M)
         else:

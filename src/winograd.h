@@ -59,6 +59,7 @@ static inline void fc_wn_geometry(fc_wn_geo *g, int64_t N, int64_t C, int64_t K,
 }
 
 static inline int fc_wn_simd(void) { return fc_cpu_target() == FC_CPU_AVX512; }
+static inline int fc_wn_avx2(void) { return fc_cpu_target() == FC_CPU_AVX2; }
 
 /* Per-type code: the phase-plane packing, the weight transform and the portable block. */
 #define FC_WN_DEFINE(T, SUF)                                                                   \
@@ -474,13 +475,276 @@ fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U, const float
         }
     }
 }
+
+/* ------------------------------------------------------------------------------------------
+ * AVX2 + FMA: fc_wn_block_f32 with each vector of 16 tiles held as two halves of 8 lanes.
+ * The same operations in the same order on every lane (the GEMM's sums over c by fused
+ * multiply-adds from zero, the transforms' adds as written), so a CPU with AVX-512 and one
+ * with AVX2 get the same bits.
+ * ------------------------------------------------------------------------------------------ */
+#define FC_WN_AVX2 __attribute__((target("avx2,fma")))
+#define FC_WN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
+
+/* A run (fc_wn_run) with its load mask as 8-lane vector masks, lanes[h] for tiles
+ * 8h .. 8h + 7, and its store masks in bytes, row0[j] / row1[j] for output floats
+ * 8j .. 8j + 7 of the 32 it stores (AMD's Zen cores take a masked store as microcode, some
+ * 12 times a plain store's cost, so stores are plain where the byte is full, scalar where
+ * it is partial). */
+typedef struct { int64_t x, base; __m256i lanes[2]; unsigned char row0[4], row1[4]; } fc_wn_run8;
+
+FC_WN_AVX2_INLINE __m256i fc_wn_mask8(unsigned bits)
+{
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(bits & 0xFF)), bit), bit);
+}
+
+static FC_WN_AVX2 int fc_wn_runs8(const fc_wn_geo *g, int64_t t0, fc_wn_run8 *r8)
+{
+    fc_wn_run run[16];
+    int nr = fc_wn_runs(g, t0, run);
+    for (int i = 0; i < nr; ++i) {
+        r8[i].x = run[i].x;
+        r8[i].base = run[i].base;
+        for (int h = 0; h < 2; ++h)
+            r8[i].lanes[h] = fc_wn_mask8((unsigned)run[i].lanes >> (8 * h));
+        for (int j = 0; j < 4; ++j) {
+            r8[i].row0[j] = (unsigned char)((unsigned)run[i].row0 >> (8 * j));
+            r8[i].row1[j] = (unsigned char)((unsigned)run[i].row1 >> (8 * j));
+        }
+    }
+    return nr;
+}
+
+/* Half h of fc_wn_load: a masked load per run (masked-off lanes read nothing and are 0). */
+FC_WN_AVX2_INLINE __m256 fc_wn_load8(const float *p, const fc_wn_run8 *run, int nr, int h)
+{
+    __m256 v = _mm256_maskload_ps(p + run[0].x + 8 * h, run[0].lanes[h]);
+    for (int i = 1; i < nr; ++i)
+        v = _mm256_or_ps(v, _mm256_maskload_ps(p + run[i].x + 8 * h, run[i].lanes[h]));
+    return v;
+}
+
+/* d[j] = v[j] for the lanes j set in bits */
+FC_WN_AVX2_INLINE void fc_wn_store8(float *d, unsigned bits, __m256 v)
+{
+    if (bits == 0xFF) {
+        _mm256_storeu_ps(d, v);
+    } else if (bits) {
+        float t[8];
+        _mm256_storeu_ps(t, v);
+        for (int j = 0; j < 8; ++j)
+            if (bits >> j & 1)
+                d[j] = t[j];
+    }
+}
+
+/* fc_wn_input, half by half */
+FC_WN_AVX2_INLINE void fc_wn_input8(const float *p, int64_t ld, int64_t Wq,
+                                    const fc_wn_run8 *ru, int nr, float *o, int64_t xs)
+{
+    for (int h = 0; h < 2; ++h) {
+        __m256 b[4][4];
+        for (int q = 0; q < 4; ++q) {
+            const float *pq = p + (q & 1) * ld + (q >> 1);
+            __m256 d0 = fc_wn_load8(pq, ru, nr, h), d1 = fc_wn_load8(pq + 2 * ld, ru, nr, h);
+            __m256 d2 = fc_wn_load8(pq + Wq, ru, nr, h);
+            __m256 d3 = fc_wn_load8(pq + 2 * ld + Wq, ru, nr, h);
+            b[0][q] = _mm256_sub_ps(d0, d2);
+            b[1][q] = _mm256_add_ps(d1, d2);
+            b[2][q] = _mm256_sub_ps(d2, d1);
+            b[3][q] = _mm256_sub_ps(d1, d3);
+        }
+        for (int r = 0; r < 4; ++r) {
+            float *or_ = o + 8 * h;
+            _mm256_storeu_ps(or_ + (4 * r + 0) * xs, _mm256_sub_ps(b[r][0], b[r][2]));
+            _mm256_storeu_ps(or_ + (4 * r + 1) * xs, _mm256_add_ps(b[r][1], b[r][2]));
+            _mm256_storeu_ps(or_ + (4 * r + 2) * xs, _mm256_sub_ps(b[r][2], b[r][1]));
+            _mm256_storeu_ps(or_ + (4 * r + 3) * xs, _mm256_sub_ps(b[r][1], b[r][3]));
+        }
+    }
+}
+
+/* fc_wn_outer for the forward with 8-lane vectors: o[r][0 .. 8*NV) = sum over k < K of
+ * a[r*lda + k] * b[k*ldb + 0 .. 8*NV), rows r < mr of 4 (rows past mr repeat the last and
+ * are not stored). 4 x NV accumulators in named registers (GCC keeps an array of them on
+ * the stack here). */
+#define FC_WN_OUTER8(NV)                                                                       \
+FC_WN_AVX2_INLINE void fc_wn_outer8_##NV(const float *a, int64_t lda, int mr, const float *b, \
+                                         int64_t ldb, int64_t K, float *o, int64_t ldo)       \
+{                                                                                              \
+    const float *a0 = a, *a1 = a + (mr > 1 ? 1 : 0) * lda, *a2 = a + (mr > 2 ? 2 : mr - 1) * lda; \
+    const float *a3 = a + (mr > 3 ? 3 : mr - 1) * lda;                                         \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;   \
+    __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;                   \
+    for (int64_t k = 0; k < K; ++k) {                                                          \
+        const float *bk = b + k * ldb;                                                         \
+        __m256 b0 = _mm256_loadu_ps(bk), b1 = _mm256_loadu_ps(bk + 8), b2 = b1;                \
+        if (NV == 3)                                                                           \
+            b2 = _mm256_loadu_ps(bk + 16);                                                     \
+        __m256 x = _mm256_broadcast_ss(a0 + k);                                                \
+        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);                  \
+        if (NV == 3) c02 = _mm256_fmadd_ps(x, b2, c02);                                        \
+        x = _mm256_broadcast_ss(a1 + k);                                                       \
+        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);                  \
+        if (NV == 3) c12 = _mm256_fmadd_ps(x, b2, c12);                                        \
+        x = _mm256_broadcast_ss(a2 + k);                                                       \
+        c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);                  \
+        if (NV == 3) c22 = _mm256_fmadd_ps(x, b2, c22);                                        \
+        x = _mm256_broadcast_ss(a3 + k);                                                       \
+        c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);                  \
+        if (NV == 3) c32 = _mm256_fmadd_ps(x, b2, c32);                                        \
+    }                                                                                          \
+    _mm256_storeu_ps(o, c00); _mm256_storeu_ps(o + 8, c01);                                    \
+    if (NV == 3) _mm256_storeu_ps(o + 16, c02);                                                \
+    if (mr > 1) {                                                                              \
+        _mm256_storeu_ps(o + ldo, c10); _mm256_storeu_ps(o + ldo + 8, c11);                    \
+        if (NV == 3) _mm256_storeu_ps(o + ldo + 16, c12);                                      \
+    }                                                                                          \
+    if (mr > 2) {                                                                              \
+        _mm256_storeu_ps(o + 2 * ldo, c20); _mm256_storeu_ps(o + 2 * ldo + 8, c21);            \
+        if (NV == 3) _mm256_storeu_ps(o + 2 * ldo + 16, c22);                                  \
+    }                                                                                          \
+    if (mr > 3) {                                                                              \
+        _mm256_storeu_ps(o + 3 * ldo, c30); _mm256_storeu_ps(o + 3 * ldo + 8, c31);            \
+        if (NV == 3) _mm256_storeu_ps(o + 3 * ldo + 16, c32);                                  \
+    }                                                                                          \
+}
+FC_WN_OUTER8(2)
+FC_WN_OUTER8(3)
+
+/* fc_wn_pack_all_f32 with AVX2: 8 phase columns q .. q + 7 (16 source columns) at a time,
+ * by masked loads (source columns outside the row read nothing and are 0) and an even/odd
+ * split; the last block of a row is stored lane by lane (see fc_wn_run8 on masked stores). */
+static FC_WN_AVX2 int fc_wn_pack_all_f32_avx2(const float *x, const fc_wn_geo *g, float *xp)
+{
+    const int64_t Hq = g->Hq, Wq = g->Wq, HW = g->H * g->W, plane = Hq * Wq, W = g->W;
+    __m256 bad = _mm256_setzero_ps(), zero = _mm256_setzero_ps();
+    for (int64_t n = 0; n < g->N; ++n) {
+        for (int64_t c = 0; c < g->C; ++c) {
+            const float *src = x + (n * g->C + c) * HW;
+            float *xc = xp + n * g->ln + 4 * c * plane;
+            for (int64_t q = 0; q < Wq; q += 8) {
+                /* padded columns 2q .. 2q + 15 = source columns 2q - pw .. */
+                int64_t j0 = 2 * q - g->pw;
+                __m256i m[2];
+                int any[2];
+                for (int half = 0; half < 2; ++half) {
+                    int64_t a = j0 + 8 * half, lo = a < 0 ? -a : 0, hi = W - a;
+                    hi = hi > 8 ? 8 : hi;
+                    unsigned bits = lo >= hi ? 0 : ((1u << hi) - 1) & ~((1u << lo) - 1);
+                    m[half] = fc_wn_mask8(bits);
+                    any[half] = bits != 0;
+                }
+                const unsigned st = Wq - q >= 8 ? 0xFF : (1u << (Wq - q)) - 1;
+                for (int64_t pr = 0; pr < 2 * Hq; ++pr) {
+                    float *e = xc + (pr & 1) * 2 * plane + (pr >> 1) * Wq + q;
+                    int64_t h = pr - g->ph;
+                    if (h < 0 || h >= g->H) {
+                        fc_wn_store8(e, st, zero);
+                        fc_wn_store8(e + g->ld, st, zero);
+                        continue;
+                    }
+                    const float *row = src + h * W + j0;
+                    __m256 v0 = any[0] ? _mm256_maskload_ps(row, m[0]) : zero;
+                    __m256 v1 = any[1] ? _mm256_maskload_ps(row + 8, m[1]) : zero;
+                    bad = _mm256_add_ps(bad, _mm256_mul_ps(zero, _mm256_add_ps(v0, v1)));
+                    __m256 ev = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+                    __m256 od = _mm256_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
+                    ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev),
+                                                                _MM_SHUFFLE(3, 1, 2, 0)));
+                    od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od),
+                                                                _MM_SHUFFLE(3, 1, 2, 0)));
+                    fc_wn_store8(e, st, ev);
+                    fc_wn_store8(e + g->ld, st, od);
+                }
+            }
+        }
+    }
+    return _mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)) != 0;
+}
+
+/* The float32 block of nv*16 tiles from t0 with AVX2 (fc_wn_block_f32's arguments). */
+static FC_WN_AVX2 void
+fc_wn_block_f32_avx2(const fc_wn_geo *g, const float *xp, const float *U, const float *bias,
+                     float *y, int64_t t0, int nv, float *V, float *M)
+{
+    const int64_t C = g->C, K = g->K, Wq = g->Wq, TB = FC_WN_TB, ld = g->ld;
+    const int64_t P = g->OH * g->OW, OW = g->OW;
+    fc_wn_run8 runs[3][16];
+    int nruns[3];
+    for (int v = 0; v < nv; ++v)
+        nruns[v] = fc_wn_runs8(g, t0 + 16 * v, runs[v]);
+    for (int64_t c = 0; c < C; ++c) {
+        const float *p = xp + 4 * c * ld;
+        for (int v = 0; v < nv; ++v)
+            fc_wn_input8(p, ld, Wq, runs[v], nruns[v], V + c * TB + 16 * v, C * TB);
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += FC_WN_KC) {
+        int64_t nk = K - k0 < FC_WN_KC ? K - k0 : FC_WN_KC;
+        for (int xi = 0; xi < 16; ++xi)
+            for (int64_t m0 = 0; m0 < nk; m0 += 4) {
+                const float *u0 = U + (xi * K + k0 + m0) * C;
+                float *m = M + (xi * FC_WN_KC + m0) * TB;
+                int mr = nk - m0 < 4 ? (int)(nk - m0) : 4;
+                const float *vx = V + xi * C * TB;
+                /* 2*nv vectors of 8 tiles, in groups of at most 3 */
+                if (nv == 3) {
+                    fc_wn_outer8_3(u0, C, mr, vx, TB, C, m, TB);
+                    fc_wn_outer8_3(u0, C, mr, vx + 24, TB, C, m + 24, TB);
+                } else if (nv == 2) {
+                    fc_wn_outer8_2(u0, C, mr, vx, TB, C, m, TB);
+                    fc_wn_outer8_2(u0, C, mr, vx + 16, TB, C, m + 16, TB);
+                } else {
+                    fc_wn_outer8_2(u0, C, mr, vx, TB, C, m, TB);
+                }
+            }
+        for (int64_t kk = 0; kk < nk; ++kk) {
+            __m256 bk = _mm256_set1_ps(bias ? bias[k0 + kk] : 0.0f);
+            float *yk = y + (k0 + kk) * P;
+            for (int v = 0; v < nv; ++v)
+                for (int h = 0; h < 2; ++h) {
+                    __m256 mm[16], s[2][4], out[2][2];
+                    for (int xi = 0; xi < 16; ++xi)
+                        mm[xi] = _mm256_loadu_ps(M + (xi * FC_WN_KC + kk) * TB + 16 * v + 8 * h);
+                    for (int q = 0; q < 4; ++q) {
+                        s[0][q] = _mm256_add_ps(_mm256_add_ps(mm[q], mm[4 + q]), mm[8 + q]);
+                        s[1][q] = _mm256_sub_ps(_mm256_sub_ps(mm[4 + q], mm[8 + q]), mm[12 + q]);
+                    }
+                    for (int a = 0; a < 2; ++a) {
+                        __m256 e = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s[a][0], s[a][1]),
+                                                               s[a][2]), bk);
+                        __m256 f = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(s[a][1], s[a][2]),
+                                                               s[a][3]), bk);
+                        __m256 lo = _mm256_unpacklo_ps(e, f), hi = _mm256_unpackhi_ps(e, f);
+                        out[a][0] = _mm256_permute2f128_ps(lo, hi, 0x20);   /* tiles 0..3 */
+                        out[a][1] = _mm256_permute2f128_ps(lo, hi, 0x31);   /* tiles 4..7 */
+                    }
+                    for (int r = 0; r < nruns[v]; ++r) {
+                        const fc_wn_run8 *ru = &runs[v][r];
+                        float *d = yk + ru->base + 16 * h;
+                        fc_wn_store8(d, ru->row0[2 * h], out[0][0]);
+                        fc_wn_store8(d + 8, ru->row0[2 * h + 1], out[0][1]);
+                        fc_wn_store8(d + OW, ru->row1[2 * h], out[1][0]);
+                        fc_wn_store8(d + OW + 8, ru->row1[2 * h + 1], out[1][1]);
+                    }
+                }
+        }
+    }
+}
 #else
 static void fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U,
                             const float *bias, float *y, int64_t t0, int nv, float *V, float *M)
 {
     fc_wn_block_generic_f32(g, xp, U, bias, y, t0, V, M);
 }
+static void fc_wn_block_f32_avx2(const fc_wn_geo *g, const float *xp, const float *U,
+                                 const float *bias, float *y, int64_t t0, int nv, float *V,
+                                 float *M)
+{
+    fc_wn_block_generic_f32(g, xp, U, bias, y, t0, V, M);
+}
 static int fc_wn_pack_all_f32(const float *x, const fc_wn_geo *g, float *xp) { return 0; }
+static int fc_wn_pack_all_f32_avx2(const float *x, const fc_wn_geo *g, float *xp) { return 0; }
 #endif
 
 #endif

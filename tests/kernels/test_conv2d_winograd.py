@@ -62,7 +62,7 @@ def test_matches_reference_and_im2col(case, dtype, rng):
                              other):
         assert_close(a, r, what=name)
         assert_close(a, o, what=name + " vs conv2d_im2col")
-    if dtype == np.float64 or not W.simd_available():     # the weight gradient is im2col's
+    if dtype == np.float64 or not W.weight_grad_available():   # the weight gradient is im2col's
         np.testing.assert_array_equal(got[2], other[2])
 
 
@@ -99,6 +99,34 @@ def test_portable_path_matches():
     env = dict(os.environ, FASTCONV_SIMD_TARGET="generic")
     out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
     assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "OK"
+
+
+def test_avx2_path_matches():
+    """The AVX2 blocks and packing (forced here; the ones a CPU with AVX2 but not AVX-512
+    runs): the same oracles, the non-finite cases and thread-count invariance."""
+    script = (
+        "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
+        "import numpy as np, test_conv2d_winograd as t\n"
+        "from fastconv._ext import conv2d_winograd as W\n"
+        "if W.simd_target() != 'avx2':\n"
+        "    print('NO AVX2'); sys.exit(0)\n"
+        "assert W.simd_available()\n"
+        "for case in t.CASES:\n"
+        "    for dtype in (np.float32, np.float64):\n"
+        "        t.test_matches_reference_and_im2col(case, dtype, np.random.default_rng(0))\n"
+        "    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))\n"
+        "for where in ('x', 'gy', 'w'):\n"
+        "    for bad in (np.inf, -np.inf, np.nan):\n"
+        "        for n in (1, 4):\n"
+        "            t.test_non_finite_values_give_im2col_results(where, bad, n,\n"
+        "                                                          np.random.default_rng(0))\n"
+        "print('OK')\n")
+    env = dict(os.environ, FASTCONV_SIMD_TARGET="avx2")
+    out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    if out.stdout.strip() == "NO AVX2":
+        pytest.skip("this CPU has no AVX2 + FMA")
     assert out.stdout.strip() == "OK"
 
 

@@ -81,6 +81,9 @@ cdef extern from "winograd_wgrad.h" nogil:
                             float *gw) noexcept
     int fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t t0,
                           int nv, float *Vt, float *Yt, float *tmp, float *dU) noexcept
+    int fc_wn_wgrad_block_avx2(const fc_wn_geo *g, const float *xp, const float *gy,
+                               int64_t t0, int nv, float *Vt, float *Yt, float *tmp,
+                               float *dU) noexcept
 
 # backward_weight: at most this many groups of images (partial sums), and this many bytes
 # of partial sums; fixed by the shape, so the summation order does not depend on threads
@@ -101,9 +104,9 @@ def simd_target():
 
 
 def weight_grad_available():
-    """True when the float32 weight gradient is Winograd's own (AVX-512 only); elsewhere
-    backward_weight runs conv2d_im2col's."""
-    return bool(fc_wn_simd())
+    """True when the float32 weight gradient is Winograd's own (AVX-512 or AVX2, as the
+    blocks); elsewhere backward_weight runs conv2d_im2col's."""
+    return bool(fc_wn_simd() or fc_wn_avx2())
 
 
 def supports(int kh, int kw, int stride_h, int stride_w, int dil_h, int dil_w, int groups,
@@ -407,14 +410,21 @@ cdef int wgrad_group(const float *x, const float *gy, fc_wn_geo *g, Py_ssize_t n
     cdef float *Yt = <float *>fc_scratch(3, (16 * g.K * FC_WN_TB + 4096) * sizeof(float))
     if xp == NULL or Vt == NULL or Yt == NULL:
         return -1
+    cdef bint avx512 = fc_wn_simd()
+    cdef int nv, bad
     memset(dU, 0, 16 * g.K * CP * sizeof(float))
-    if fc_wn_pack_all_f32(x + n0 * g.C * g.H * g.W, &gc, xp):
+    if pack(x + n0 * g.C * g.H * g.W, &gc, xp, <float *>NULL):   # SIMD: no row needed
         return 1
     for b in range((gc.ntiles + FC_WN_TB - 1) // FC_WN_TB):
         t0 = b * FC_WN_TB
-        if fc_wn_wgrad_block(&gc, xp, gy + n0 * g.K * g.OH * g.OW, t0,
-                             <int>min(<Py_ssize_t>(FC_WN_TB // 16), (gc.ntiles - t0 + 15) // 16),
-                             Vt, Yt, Yt + 16 * g.K * FC_WN_TB, dU):
+        nv = <int>min(<Py_ssize_t>(FC_WN_TB // 16), (gc.ntiles - t0 + 15) // 16)
+        if avx512:
+            bad = fc_wn_wgrad_block(&gc, xp, gy + n0 * g.K * g.OH * g.OW, t0, nv, Vt, Yt,
+                                    Yt + 16 * g.K * FC_WN_TB, dU)
+        else:
+            bad = fc_wn_wgrad_block_avx2(&gc, xp, gy + n0 * g.K * g.OH * g.OW, t0, nv, Vt, Yt,
+                                         Yt + 16 * g.K * FC_WN_TB, dU)
+        if bad:
             return 1
     return 0
 
@@ -424,7 +434,7 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in, 3, 3): fully overwritten
                     int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
                     int groups, int n_threads):
-    """grad_weight = d(conv2d)/dweight applied to grad_out. float32 with AVX-512: Winograd
+    """grad_weight = d(conv2d)/dweight applied to grad_out. float32 with AVX-512 or AVX2: Winograd
     (winograd_wgrad.h), fixed groups of images in parallel into partial sums (disjoint
     writes) added in group order, then transformed back in parallel over output channels.
     float64, other CPUs, and inputs holding NaN or infinity: conv2d_im2col's."""
@@ -438,7 +448,8 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     cdef fc_wn_geo g
     fc_wn_geometry(&g, x.shape[0], x.shape[1], grad_out.shape[1], x.shape[2], x.shape[3],
                    grad_out.shape[2], grad_out.shape[3], pad_h, pad_w)
-    if floating is double or not fc_wn_simd() or g.N == 0 or g.C == 0 or g.K == 0 or \
+    if floating is double or not weight_grad_available() or g.N == 0 or g.C == 0 or \
+            g.K == 0 or \
             g.OH * g.OW == 0 or g.H * g.W == 0:
         _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,
                                 dil_h, dil_w, groups, n_threads)

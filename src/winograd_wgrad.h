@@ -1,4 +1,4 @@
-/* The weight gradient of winograd.h's F(2x2, 3x3) convolution (float32, AVX-512).
+/* The weight gradient of winograd.h's F(2x2, 3x3) convolution (float32, AVX-512 or AVX2).
  *
  * With U = G g G^T and V_t = B^T d_t B as in the forward pass, Y_t = A^T (sum_c U * V_t) A
  * gives
@@ -148,9 +148,183 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
         }
     return 0;
 }
+
+/* ------------------------------------------------------------------------------------------
+ * AVX2 + FMA: fc_wn_wgrad_block with 8-lane halves (the forward's fc_wn_run8 runs), 8x8
+ * register transposes, and a 6 x 16 outer-product tile. Every sum is the AVX-512 block's, in
+ * the same order, so both paths give the same bits.
+ * ------------------------------------------------------------------------------------------ */
+FC_WN_AVX2_INLINE void fc_wn_transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* v | the floats of d[0..8) whose bits are set (the rest read nothing) */
+FC_WN_AVX2_INLINE __m256 fc_wn_or_load8(__m256 v, const float *d, unsigned bits)
+{
+    if (bits == 0xFF)
+        return _mm256_or_ps(v, _mm256_loadu_ps(d));
+    if (bits)
+        return _mm256_or_ps(v, _mm256_maskload_ps(d, fc_wn_mask8(bits)));
+    return v;
+}
+
+/* The even and odd floats of (u, w): 8 each */
+FC_WN_AVX2_INLINE void fc_wn_split8(__m256 u, __m256 w, __m256 *ev, __m256 *od)
+{
+    __m256 e = _mm256_shuffle_ps(u, w, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 o = _mm256_shuffle_ps(u, w, _MM_SHUFFLE(3, 1, 3, 1));
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* o[r][0 .. 16) += sum over k < K of a[r*lda + k] * b[k*ldb + 0 .. 16), rows r < mr of 6
+ * (the sum formed from zero, then added), in named registers. */
+FC_WN_AVX2_INLINE void fc_wn_outer8_6x2_acc(const float *a, int64_t lda, int mr, const float *b,
+                                           int64_t ldb, int64_t K, float *o, int64_t ldo)
+{
+#define FC_WN_ROW(r) (a + (mr > (r) ? (r) : mr - 1) * lda)
+    const float *a0 = FC_WN_ROW(0), *a1 = FC_WN_ROW(1), *a2 = FC_WN_ROW(2);
+    const float *a3 = FC_WN_ROW(3), *a4 = FC_WN_ROW(4), *a5 = FC_WN_ROW(5);
+#undef FC_WN_ROW
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int64_t k = 0; k < K; ++k) {
+        __m256 b0 = _mm256_loadu_ps(b + k * ldb), b1 = _mm256_loadu_ps(b + k * ldb + 8), x;
+        x = _mm256_broadcast_ss(a0 + k);
+        c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a1 + k);
+        c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a2 + k);
+        c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a3 + k);
+        c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a4 + k);
+        c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a5 + k);
+        c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int r = 0; r < mr; ++r)
+        for (int j = 0; j < 2; ++j) {
+            float *d = o + r * ldo + 8 * j;
+            _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), acc[r][j]));
+        }
+}
+
+static FC_WN_AVX2 int
+fc_wn_wgrad_block_avx2(const fc_wn_geo *g, const float *xp, const float *gy, int64_t t0, int nv,
+                       float *Vt, float *Yt, float *tmp, float *dU)
+{
+    const int64_t C = g->C, K = g->K, CP = fc_wn_cpad(C), Wq = g->Wq, TB = FC_WN_TB;
+    const int64_t ld = g->ld, P = g->OH * g->OW, OW = g->OW;
+    fc_wn_run8 runs[3][16];
+    int nruns[3];
+    for (int v = 0; v < nv; ++v)
+        nruns[v] = fc_wn_runs8(g, t0 + 16 * v, runs[v]);
+    /* V, transposed: 16 channels x 16 tiles into tmp[xi][c][t], then each xi transposed
+     * as four 8x8 blocks */
+    for (int v = 0; v < nv; ++v) {
+        const fc_wn_run8 *ru = runs[v];
+        int nr = nruns[v];
+        for (int64_t c0 = 0; c0 < CP; c0 += 16) {
+            for (int cc = 0; cc < 16; ++cc) {
+                if (c0 + cc >= C) {
+                    for (int xi = 0; xi < 16; ++xi) {
+                        _mm256_storeu_ps(tmp + (xi * 16 + cc) * 16, _mm256_setzero_ps());
+                        _mm256_storeu_ps(tmp + (xi * 16 + cc) * 16 + 8, _mm256_setzero_ps());
+                    }
+                    continue;
+                }
+                fc_wn_input8(xp + 4 * (c0 + cc) * ld, ld, Wq, ru, nr, tmp + cc * 16, 256);
+            }
+            for (int xi = 0; xi < 16; ++xi)
+                for (int tb = 0; tb < 16; tb += 8)
+                    for (int cb = 0; cb < 16; cb += 8) {
+                        __m256 r[8];
+                        for (int i = 0; i < 8; ++i)
+                            r[i] = _mm256_loadu_ps(tmp + (xi * 16 + cb + i) * 16 + tb);
+                        fc_wn_transpose8(r);
+                        for (int i = 0; i < 8; ++i)
+                            _mm256_storeu_ps(Vt + (xi * TB + 16 * v + tb + i) * CP + c0 + cb,
+                                             r[i]);
+                    }
+        }
+    }
+    /* grad_out's tiles: A dY A^T */
+    __m256 bad = _mm256_setzero_ps();
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+        const float *gk = gy + k * P;
+        for (int v = 0; v < nv; ++v) {
+            __m256 r0[4] = {zero, zero, zero, zero}, r1[4] = {zero, zero, zero, zero};
+            for (int i = 0; i < nruns[v]; ++i) {
+                const fc_wn_run8 *ru = &runs[v][i];
+                const float *s = gk + ru->base;
+                for (int j = 0; j < 4; ++j) {
+                    r0[j] = fc_wn_or_load8(r0[j], s + 8 * j, ru->row0[j]);
+                    r1[j] = fc_wn_or_load8(r1[j], s + OW + 8 * j, ru->row1[j]);
+                }
+            }
+            for (int h = 0; h < 2; ++h) {
+                __m256 a, b, c, d;
+                fc_wn_split8(r0[2 * h], r0[2 * h + 1], &a, &b);
+                fc_wn_split8(r1[2 * h], r1[2 * h + 1], &c, &d);
+                bad = _mm256_add_ps(bad, _mm256_mul_ps(zero, _mm256_add_ps(_mm256_add_ps(a, b),
+                                                                           _mm256_add_ps(c, d))));
+                __m256 rows[4][2] = {{a, b},
+                                     {_mm256_add_ps(a, c), _mm256_add_ps(b, d)},
+                                     {_mm256_sub_ps(a, c), _mm256_sub_ps(b, d)},
+                                     {_mm256_sub_ps(zero, c), _mm256_sub_ps(zero, d)}};
+                float *o = Yt + k * TB + 16 * v + 8 * h;
+                for (int i = 0; i < 4; ++i) {
+                    __m256 p = rows[i][0], q = rows[i][1];
+                    _mm256_storeu_ps(o + (4 * i + 0) * K * TB, p);
+                    _mm256_storeu_ps(o + (4 * i + 1) * K * TB, _mm256_add_ps(p, q));
+                    _mm256_storeu_ps(o + (4 * i + 2) * K * TB, _mm256_sub_ps(p, q));
+                    _mm256_storeu_ps(o + (4 * i + 3) * K * TB, _mm256_sub_ps(zero, q));
+                }
+            }
+        }
+    }
+    if (_mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)))
+        return 1;
+    /* dU[xi] += Yt[xi] @ Vt[xi]: 6 output channels x 16 input channels per tile */
+    for (int xi = 0; xi < 16; ++xi)
+        for (int64_t k0 = 0; k0 < K; k0 += 6) {
+            int mr = K - k0 < 6 ? (int)(K - k0) : 6;
+            const float *y0 = Yt + (xi * K + k0) * TB, *vt = Vt + xi * TB * CP;
+            float *o = dU + (xi * K + k0) * CP;
+            for (int64_t c0 = 0; c0 < CP; c0 += 16)
+                fc_wn_outer8_6x2_acc(y0, TB, mr, vt + c0, CP, 16 * nv, o + c0, CP);
+        }
+    return 0;
+}
 #else
 static int fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t t0,
                              int nv, float *Vt, float *Yt, float *tmp, float *dU) { return 1; }
+static int fc_wn_wgrad_block_avx2(const fc_wn_geo *g, const float *xp, const float *gy,
+                                  int64_t t0, int nv, float *Vt, float *Yt, float *tmp,
+                                  float *dU) { return 1; }
 #endif
 
 #endif

@@ -8,8 +8,9 @@ output channels; odd output sizes (tiles cut at the edge); rows wider than one v
 tiles; padding 0 to 3, asymmetric. Also: the portable path (FASTCONV_SIMD_TARGET=generic)
 against the same oracles, results bit for bit the same for any thread count, and NaN or
 infinity in the input, grad_out or weights giving exactly conv2d_im2col's results. The weight
-gradient is Winograd's own for float32 on AVX-512 (fixed groups of images: one group when
-N = 1, eight for the 9-image case), conv2d_im2col's otherwise.
+gradient is Winograd's own for float32 on AVX-512 or AVX2 (fixed groups of images: one group
+when N = 1, eight for the 9-image case), conv2d_im2col's otherwise. The AVX2 path is also
+forced on its own (FASTCONV_SIMD_TARGET=avx2), so a CPU with AVX-512 tests it too.
 """
 import os
 
@@ -103,8 +104,9 @@ def test_portable_path_matches():
 
 
 def test_avx2_path_matches():
-    """The AVX2 blocks and packing (forced here; the ones a CPU with AVX2 but not AVX-512
-    runs): the same oracles, the non-finite cases and thread-count invariance."""
+    """The AVX2 blocks, packing and weight gradient (forced here; the ones a CPU with AVX2
+    but not AVX-512 runs): the same oracles, the non-finite cases and thread-count
+    invariance."""
     script = (
         "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
         "import numpy as np, test_conv2d_winograd as t\n"

@@ -172,28 +172,39 @@ DWN(pack_cols)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw, ptrdiff_t Jn
         la[v] = DWN(lanes)(-c, W - c);
         lb[v] = DWN(lanes)(-c - DW_VL, W - c - DW_VL);
     }
+    /* Only the last vector's store is masked (when Jn is not a multiple of DW_VL): AMD's Zen
+     * cores run an AVX2 masked store as microcode, many times a plain store's cost. */
+#define DW_PACK_STORE(p, v, val)                                                           \
+    do {                                                                                   \
+        if ((v) < nfull)                                                                   \
+            DW_STORE((p), (val));                                                          \
+        else                                                                               \
+            DW_MSTORE((p), keep[v], (val));                                                \
+    } while (0)
+    const ptrdiff_t nfull = Jn / DW_VL;
     for (ptrdiff_t r = 0; r < Hb; ++r) {
         ptrdiff_t ih = r - r0;
         DW_T *d = buf + r * nq * Jw;
         if (ih < 0 || ih >= H) {
             for (ptrdiff_t q = 0; q < nq; ++q)
                 for (ptrdiff_t v = 0; v < nv; ++v)
-                    DW_MSTORE(d + q * Jw + v * DW_VL, keep[v], z);
+                    DW_PACK_STORE(d + q * Jw + v * DW_VL, v, z);
             continue;
         }
         const DW_T *x = src + ih * W - c0;
         if (s == 1) {
             for (ptrdiff_t v = 0; v < nv; ++v)
-                DW_MSTORE(d + v * DW_VL, keep[v], DW_MLOAD(x + v * DW_VL, la[v]));
+                DW_PACK_STORE(d + v * DW_VL, v, DW_MLOAD(x + v * DW_VL, la[v]));
         } else {
             for (ptrdiff_t v = 0; v < nv; ++v) {
                 DW_V a = DW_MLOAD(x + 2 * v * DW_VL, la[v]);
                 DW_V b = DW_MLOAD(x + 2 * v * DW_VL + DW_VL, lb[v]);
-                DW_MSTORE(d + v * DW_VL, keep[v], DW_EVENS(a, b));
-                DW_MSTORE(d + Jw + v * DW_VL, keep[v], DW_ODDS(a, b));
+                DW_PACK_STORE(d + v * DW_VL, v, DW_EVENS(a, b));
+                DW_PACK_STORE(d + Jw + v * DW_VL, v, DW_ODDS(a, b));
             }
         }
     }
+#undef DW_PACK_STORE
 }
 
 /* dw_pack (see the portable version) for s = 1 and 2: masked loads give the zero padding, and

@@ -256,7 +256,7 @@ DWN(taps_row)(DW_T *o, const DW_T *x, const ptrdiff_t *off, const DW_V *wv, DW_V
 /* Up to DW_CHUNK taps with their weights held in registers; NT is a literal for the common
  * tap counts (3x3 forward: 9; stride-2 backward_input phases: 4, 2, 1), so the tap loop
  * unrolls. A row goes in blocks of DW_NB vectors, then its last 1 to DW_NB vectors together
- * (the final one masked, possibly full). Each output is base + taps in order either way. */
+ * (the final one masked unless full). Each output is base + taps in order either way. */
 static inline __attribute__((always_inline)) DW_ATTR void
 DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
                 ptrdiff_t lds, const DW_T *w, const ptrdiff_t *widx, const ptrdiff_t *off,
@@ -269,6 +269,7 @@ DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *
     const ptrdiff_t nb = C <= DW_NB * DW_VL ? 0 : (C - 1) / (DW_NB * DW_VL) * (DW_NB * DW_VL);
     const int nrem = (int)((C - nb + DW_VL - 1) / DW_VL);   /* 1..DW_NB when C > 0 */
     const DW_M m = DWN(lanes)(0, C - nb - (nrem - 1) * DW_VL);   /* the last vector's */
+    const int full = (C - nb) % DW_VL == 0;
     for (ptrdiff_t r = 0; r < R; ++r) {
         DW_T *o = out + r * ldo;
         const DW_T *x = src + r * lds;
@@ -276,11 +277,16 @@ DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *
             DWN(taps_row)(o + i, x + i, off, wv, bv, m, accumulate, NT, DW_NB, 0);
         o += nb;
         x += nb;
-        switch (nrem) {
+        /* a full last vector goes unmasked (Zen runs AVX2 masked stores as microcode) */
+        switch (full ? -nrem : nrem) {
         case 1: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 1, 1); break;
         case 2: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 2, 1); break;
         case 3: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 3, 1); break;
         case 4: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 4, 1); break;
+        case -1: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 1, 0); break;
+        case -2: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 2, 0); break;
+        case -3: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 3, 0); break;
+        case -4: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 4, 0); break;
         }
     }
 }

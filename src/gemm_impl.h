@@ -341,8 +341,14 @@ FN(body256)(const int rows, const int vecs, int64_t kc, const FC_T *restrict a,
             int n = nr - v * L;
             if (n <= 0)
                 break;
-            __m256i m = FC_MASK256(n >= L ? L : n);
             FC_V256 t = FC_MUL256(va, FC_LD256(tmp + i * NR + v * L));
+            if (n >= L) {   /* plain: Zen runs AVX2 masked stores as microcode */
+                if (beta != 0)
+                    t = FC_ADD256(t, FC_MUL256(vb, FC_LD256(cr + v * L)));
+                FC_ST256(cr + v * L, t);
+                continue;
+            }
+            __m256i m = FC_MASK256(n);
             if (beta != 0)
                 t = FC_ADD256(t, FC_MUL256(vb, FC_MLD256(cr + v * L, m)));
             FC_MST256(cr + v * L, m, t);

@@ -6,8 +6,9 @@
  * P consecutive planes (the caller passes H and W). With AVX-512 a plane is summed in two
  * 16-lane accumulators (the masked tail included), added, and the vectors of 16 planes are
  * reduced together, each in one fixed order (fc_lane_sums16); the other paths use the 8
- * fixed partial sums of pool2d.pyx's _plane_sum. Either way a plane's value does not depend
- * on how the planes are split over threads or grouped. Small planes (global
+ * fixed partial sums of pool2d.pyx's _plane_sum (with AVX2, 8 planes at a time: the same
+ * sums). Either way a plane's value does not depend on how the planes are split over threads
+ * or grouped. Small planes (global
  * pooling after a CNN's last block: 8x8, 4x4, 7x7) make the per-plane overhead the cost, so
  * a call handles a block of planes.
  */
@@ -82,12 +83,71 @@ static FC_AVX512 void fc_plane_means_avx512(const float *x, Py_ssize_t P, Py_ssi
 }
 #endif
 
+#if FC_POOL_X86
+/* fc_plane_sum8_f32 for 8 planes at once, bit for bit: plane j's 8 partial sums are the lanes
+ * of acc[j] (8 independent add chains, where one plane at a time is a serial chain), then an
+ * 8x8 transpose and the lanes added in order 0..7 from 0. */
+static FC_AVX2 void fc_plane_means8_avx2(const float *x, Py_ssize_t n, float *out, float H,
+                                         float W)
+{
+    Py_ssize_t nv = n - n % 8, rem = n - nv;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0;
+    __m256 a7 = a0;
+    for (Py_ssize_t i = 0; i < nv; i += 8) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + n + i));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + 2 * n + i));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + 3 * n + i));
+        a4 = _mm256_add_ps(a4, _mm256_loadu_ps(x + 4 * n + i));
+        a5 = _mm256_add_ps(a5, _mm256_loadu_ps(x + 5 * n + i));
+        a6 = _mm256_add_ps(a6, _mm256_loadu_ps(x + 6 * n + i));
+        a7 = _mm256_add_ps(a7, _mm256_loadu_ps(x + 7 * n + i));
+    }
+    __m256 v[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    if (rem)   /* the tail's lanes; the others add +0 (a -0 lane turns +0, as the sum does) */
+        for (int j = 0; j < 8; ++j)
+            v[j] = _mm256_add_ps(v[j], _mm256_maskload_ps(x + j * n + nv, tail));
+    /* transpose: t[l] lane j = plane j's partial sum l */
+    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+    __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+    __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 l[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                   _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                   _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                   _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+    __m256 sum = _mm256_setzero_ps();
+    for (int k = 0; k < 8; ++k)
+        sum = _mm256_add_ps(sum, l[k]);
+    _mm256_storeu_ps(out, _mm256_div_ps(_mm256_div_ps(sum, _mm256_set1_ps(H)),
+                                        _mm256_set1_ps(W)));
+}
+#endif
+
 static void fc_plane_means_f32(const float *x, Py_ssize_t P, Py_ssize_t n, float *out,
                                float H, float W)
 {
 #if FC_POOL_X86
     if (fc_pool_target() == FC_POOL_AVX512) {
         fc_plane_means_avx512(x, P, n, out, H, W);
+        return;
+    }
+    if (fc_pool_target() == FC_POOL_AVX2) {
+        Py_ssize_t p8 = P - P % 8;
+        for (Py_ssize_t p = 0; p < p8; p += 8)
+            fc_plane_means8_avx2(x + p * n, n, out + p, H, W);
+        for (Py_ssize_t p = p8; p < P; p++)
+            out[p] = fc_plane_sum8_f32(x + p * n, n) / H / W;
         return;
     }
 #endif

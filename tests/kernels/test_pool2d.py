@@ -323,6 +323,38 @@ for kern, s, p, d in [(3, (3, 2), 1, (2, 1)), (2, (1, 2), (1, 0), (3, 1)), (3, (
 """
 
 
+_MEANS_SCRIPT = r"""
+import hashlib
+import numpy as np
+from fastconv._ext import pool2d as k
+rng = np.random.default_rng(3)
+h = hashlib.sha256()
+for hw in [(1, 1), (1, 3), (4, 4), (1, 17), (5, 6), (8, 4), (3, 11), (7, 7), (8, 8), (10, 10)]:
+    x = (rng.standard_normal((3, 43) + hw) * 1e3).astype(np.float32)
+    x[0, 1] = -0.0
+    out = np.empty((3, 43, 1, 1), np.float32)
+    k.adaptive_avg_forward(x, out, 2)
+    h.update(out.tobytes())
+print(k.simd_target(), h.hexdigest())
+"""
+
+
+def test_global_average_is_the_same_on_the_avx2_and_portable_paths():
+    """The AVX2 global average sums 8 planes at a time in the portable path's 8 partial sums
+    and order: the same bits (AVX-512 has its own order and is not compared)."""
+    import os
+    got = {}
+    for target in ("avx2", "sse2", "generic"):
+        res = run_python(["-c", _MEANS_SCRIPT], env=dict(os.environ, FASTCONV_POOL_TARGET=target),
+                         timeout=300)
+        assert res.returncode == 0, res.stderr + res.stdout
+        ran, digest = res.stdout.split()
+        got[ran] = digest
+    if "avx2" not in got:
+        pytest.skip("the AVX2 path did not run (no AVX2, or AVX-512 taken first)")
+    assert len(set(got.values())) == 1, got
+
+
 @pytest.mark.parametrize("target", ["avx512f", "avx2", "sse2", "generic"])
 def test_every_simd_path_matches_the_reference(target):
     """Each float32 row-kernel path (forced through FASTCONV_POOL_TARGET in a fresh process,

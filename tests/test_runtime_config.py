@@ -45,12 +45,14 @@ def test_omp_num_threads_is_the_default():
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({}, "PASSIVE"),
-    ({"OMP_WAIT_POLICY": "active"}, "active"),
-    ({"GOMP_SPINCOUNT": "1000"}, "None"),
+    ({}, "None 3000"),
+    ({"OMP_WAIT_POLICY": "active"}, "active None"),
+    ({"OMP_WAIT_POLICY": "passive"}, "passive None"),
+    ({"GOMP_SPINCOUNT": "1000"}, "None 1000"),
 ])
 def test_wait_policy_default_respects_the_user(env, expected):
-    code = "import os, fastconv; print(os.environ.get('OMP_WAIT_POLICY'))"
+    code = ("import os, fastconv; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
     assert _child(code, **env) == expected
 
 

@@ -51,6 +51,7 @@ from _conv_geometry cimport Geometry, make_geometry
 
 cdef extern from "conv_rowoff.h" nogil:
     bint fc_rowoff_available() noexcept
+    int fc_rowoff_rows() noexcept
     enum:
         FC_RO_COLS
     void fc_rowoff_forward_f32(int64_t M, int64_t K, const float *A, int64_t lda,
@@ -342,9 +343,12 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
     # It pads grad_out by d*(k-1) - p a side, so small planes get many junk columns. Against
     # GEMM + col2im, measured: on the GEMM, under 8 channels or over 25% junk lost (float64
     # 5x5 on 14x14 1.5-2.2x); on the no-pack kernel, 4+ channels and junk up to 100% won
-    # everywhere tried (lenet_c2 0.66-0.72x, small planes 0.30-0.68x; 1-3 channels lost).
+    # everywhere tried (lenet_c2 0.66-0.72x, small planes 0.30-0.68x; 1-3 channels lost)
+    # with AVX-512's 8-row tiles; with AVX2's 4-row tiles lenet_c2's 6 channels lost (1.19x
+    # at 1 thread, Zen 3), 8 channels won (0.52x on 32x32), so there 8+.
     cdef bint rowoff = floating is float and rowoff_serves(g.cin_g)
-    if stride_h == 1 and stride_w == 1 and g.cin_g >= (4 if rowoff else 8) and \
+    cdef Py_ssize_t min_cin = 8 if not rowoff or fc_rowoff_rows() < 8 else 4
+    if stride_h == 1 and stride_w == 1 and g.cin_g >= min_cin and \
             pad_h <= dil_h * (g.kh - 1) and pad_w <= dil_w * (g.kw - 1) and \
             g.H == g.OH + dil_h * (g.kh - 1) - 2 * pad_h and \
             g.W == g.OW + dil_w * (g.kw - 1) - 2 * pad_w:

@@ -3,7 +3,8 @@
 The kernel picks it by itself for stride-1 layers with little junk (src/_padded.pxd): forward
 in chunks of images, backward_input as the forward convolution of grad_out with the flipped
 kernel, backward_weight as one GEMM over a chunk's pixels; forward with at most 32 output
-channels per group runs the no-pack kernel of conv_rowoff.h instead of the GEMM. Each pass
+channels per group runs the no-pack kernel of conv_rowoff.h (AVX-512 or AVX2) instead of
+the GEMM. Each pass
 is checked against the NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
 with the geometries on both sides of every switch: junk share (up to 2 junk columns per
 output column), backward_input's flipped form (cin_g >= 4 and up to 1 junk column per real
@@ -101,13 +102,16 @@ def test_backward_weight_with_non_finite_input_matches_reference(bad, rng):
 
 
 def test_gemm_weight_gradient_when_the_dot_form_is_unavailable():
-    """Without AVX-512 (forced here) backward_weight uses the GEMM form for every width."""
+    """Without AVX-512 (forced here: AVX2) backward_weight uses the GEMM form for every width,
+    and the forward's no-pack kernel (conv_rowoff.h) runs its AVX2 body: the oracles, and
+    the same bits for any thread count."""
     script = (
         "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
         "import numpy as np, test_conv2d_im2col as t\n"
         "for case in t.CASES:\n"
         "    for dtype in (np.float32, np.float64):\n"
         "        t.test_matches_reference_and_direct(case, dtype, np.random.default_rng(0))\n"
+        "    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))\n"
         "print('OK')\n")
     env = dict(os.environ, FASTCONV_SIMD_TARGET="avx2")
     out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)

@@ -1,6 +1,6 @@
 # Included by conv2d_im2col.pyx (one module; split for length): the weight gradient's
 # schedules. backward_weight (in the .pyx) picks one: the row-offset form as one GEMM per
-# chunk of images (backward_weight_padded), its AVX-512 dot products (backward_weight_dot,
+# chunk of images (backward_weight_padded), its SIMD dot products (backward_weight_dot,
 # wgrad_dot.h), or the general form in fixed groups of images (wgrad_images).
 
 cdef extern from "wgrad_dot.h" nogil:
@@ -9,6 +9,7 @@ cdef extern from "wgrad_dot.h" nogil:
     enum:
         FC_WG_CO, FC_WG_R, FC_WG_ALIGN
     bint fc_wg_available() noexcept
+    bint fc_wg_wide() noexcept
     void fc_wg_block_f32(const float *x, const float *gy, int64_t ldg, const int64_t *off,
                          const fc_wg_piece *pc, int64_t npieces, int nco, int nr, float *gw,
                          int64_t ldw) noexcept

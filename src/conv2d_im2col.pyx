@@ -18,7 +18,7 @@ the GEMM packs it with plain copies. forward runs one GEMM per chunk of images (
 are packed once per chunk), or with at most 32 output channels per group the no-pack kernel
 of conv_rowoff.h; backward_input is the forward convolution of grad_out with the flipped,
 in/out-swapped kernel (no column matrix, no col2im); backward_weight is one GEMM per chunk
-of images over all their pixels, or AVX-512 dot products (wgrad_dot.h). Stride 2 (kernels
+of images over all their pixels, or SIMD dot products (wgrad_dot.h). Stride 2 (kernels
 of at least 2x2, dilation 1) takes the same form for forward and backward_weight over the
 padded image split into its 4 phase planes (even/odd rows x columns), where each tap again
 reads a contiguous run.
@@ -425,8 +425,11 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     if g.padded:
         taps = set_taps(&g)
         # measured: the dot form wins up to 32 output channels per group, the GEMM's
-        # packing is amortised from 64 on
-        if fc_wg_available() and g.cout_g <= 32:
+        # packing is amortised from 64 on. With AVX2's half-size blocks (Zen 3, against the
+        # GEMM form) only short reductions win: 0.52-0.72x the time with 25-27 taps x
+        # channels (lenet_c1, resnet20's first layer), 0.86-1.05x with 144-150, 1.11-1.20x
+        # with 288.
+        if fc_wg_available() and g.cout_g <= 32 and (fc_wg_wide() or g.K <= 64):
             plan = wg_plan(&g, sizeof(floating))
             pieces = np.empty((plan.max_pieces, 3), np.int64)
             with nogil:

@@ -101,10 +101,12 @@ def test_backward_weight_with_non_finite_input_matches_reference(bad, rng):
     assert_close(gw[finite], want[finite], what="finite entries")
 
 
-def test_gemm_weight_gradient_when_the_dot_form_is_unavailable():
-    """Without AVX-512 (forced here: AVX2) backward_weight uses the GEMM form for every width,
-    and the forward's no-pack kernel (conv_rowoff.h) runs its AVX2 body: the oracles, and
-    the same bits for any thread count."""
+@pytest.mark.parametrize("target", ["avx2", "generic"])
+def test_lower_simd_paths(target):
+    """Forced lower paths: AVX2 runs the AVX2 bodies of the no-pack forward (conv_rowoff.h)
+    and of the weight gradient's dot form (wgrad_dot.h, for short reductions), the GEMM form
+    elsewhere; the portable build of every kernel uses the GEMM forms throughout. Each: the
+    oracles, and the same bits for any thread count."""
     script = (
         "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
         "import numpy as np, test_conv2d_im2col as t\n"
@@ -113,7 +115,7 @@ def test_gemm_weight_gradient_when_the_dot_form_is_unavailable():
         "        t.test_matches_reference_and_direct(case, dtype, np.random.default_rng(0))\n"
         "    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))\n"
         "print('OK')\n")
-    env = dict(os.environ, FASTCONV_SIMD_TARGET="avx2")
+    env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
     out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "OK"

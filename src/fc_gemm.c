@@ -7,7 +7,8 @@
  * The float and double bodies are one template, src/gemm_impl.h, included twice below.
  * Built with plain -O3 (no -march): the SIMD kernels carry target attributes and are only
  * called after __builtin_cpu_supports said yes. FASTCONV_GEMM_TARGET=avx2|generic in the
- * environment (read once) forces a lower code path, for testing every kernel on one machine.
+ * environment (read once; failing that, FASTCONV_SIMD_TARGET, the other kernels' switch)
+ * forces a lower code path, for testing every kernel on one machine.
  */
 #include "gemm.h"
 #include "simd_transpose.h"
@@ -57,6 +58,8 @@ static int fc_detect(void)
         best = FC_AVX2;
 #endif
     const char *want = getenv("FASTCONV_GEMM_TARGET");
+    if (want == NULL)   /* the other kernels' switch (cpu_dispatch.h) moves the GEMM too */
+        want = getenv("FASTCONV_SIMD_TARGET");
     if (want)
         for (int t = best; t < FC_N_TARGETS; ++t)
             if (strcmp(want, fc_target_names[t]) == 0)
@@ -230,8 +233,35 @@ transpose16_s(const float *const *rows, int64_t k0, int64_t kc, float *d, int W)
         }
     return k0;
 }
-#define FC_TRANSPOSE16_S(rows, k0, kc, d, W) \
-    ((W) % 16 == 0 && fc_target() == FC_AVX512 ? transpose16_s(rows, k0, kc, d, W) : (k0))
+/* The same with AVX2, 8 x 8 at a time, for W a multiple of 8 or W == 6 (the AVX2 kernel's
+ * A panels): there each transposed k-row of 8 lanes is stored whole over the next row's
+ * first two slots, which that row's store then writes, and the block's last row stores 6. */
+static __attribute__((target("avx2"), noinline)) int64_t
+transpose8_s(const float *const *rows, int64_t k0, int64_t kc, float *d, int W)
+{
+    for (; k0 + 8 <= kc; k0 += 8)
+        for (int r0 = 0; r0 < W; r0 += 8) {
+            int n = W - r0 < 8 ? W - r0 : 8;
+            __m256 v[8];
+            for (int i = 0; i < 8; ++i)
+                v[i] = i < n ? _mm256_loadu_ps(rows[r0 + i] + k0) : _mm256_setzero_ps();
+            fc_transpose8_ps(v);
+            for (int i = 0; i < 8; ++i) {
+                float *o = d + (k0 + i) * W + r0;
+                if (n == 8 || i < 7) {
+                    _mm256_storeu_ps(o, v[i]);
+                } else {
+                    _mm_storeu_ps(o, _mm256_castps256_ps128(v[i]));
+                    _mm_storel_pi((__m64 *)(o + 4), _mm256_extractf128_ps(v[i], 1));
+                }
+            }
+        }
+    return k0;
+}
+#define FC_TRANSPOSE16_S(rows, k0, kc, d, W)                                                 \
+    ((W) % 16 == 0 && fc_target() == FC_AVX512 ? transpose16_s(rows, k0, kc, d, W)         \
+     : ((W) % 8 == 0 || (W) == 6) && fc_target() == FC_AVX2                                 \
+         ? transpose8_s(rows, k0, kc, d, W) : (k0))
 #endif
 
 #define FC_CAT_(a, b) a##_##b

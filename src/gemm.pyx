@@ -129,8 +129,8 @@ def gemm_rows(const floating[:, :] a, const floating[::1] x, const int64_t[::1] 
 def simd_targets():
     """``(compiled, active)``: the GEMM code paths built in, best first, and the one in use.
 
-    ``FASTCONV_GEMM_TARGET=avx2`` or ``generic`` in the environment before the first GEMM
-    call forces a lower path (testing only).
+    ``FASTCONV_GEMM_TARGET=avx2`` or ``generic`` (failing that, ``FASTCONV_SIMD_TARGET``) in
+    the environment before the first GEMM call forces a lower path (testing only).
     """
     compiled = fc_gemm_compiled_targets().decode("ascii").split(",")
     active = fc_gemm_active_target().decode("ascii")

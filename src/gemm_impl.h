@@ -59,16 +59,18 @@ FN(pack_n_w)(const FC_T *restrict src, int64_t ld, int64_t w, int64_t kc, FC_T *
 static const FC_T FN(zero_row)[FC_KC_MAX] = {0};
 
 /* A panel from row pointers: rows[r][k] -> d[k * W + r] for r < W, k < kc, in 16 x 16
- * AVX-512 register transposes where they run, then TB x TB SSE ones, then single values.
- * Element by element this is store-bound (one scalar store per element); a register
- * transpose moves a vector per store. W % FC_TB == 0, W <= 32. */
+ * AVX-512 or 8 x 8 AVX2 register transposes where they run, then TB x TB SSE ones (W %
+ * FC_TB == 0), then single values. Element by element this is store-bound (one scalar
+ * store per element); a register transpose moves a vector per store. W % FC_TB == 0 or
+ * W == 6, W <= 32. */
 static inline __attribute__((always_inline)) void
 FN(transpose_rows)(const FC_T *const *rows, int64_t kc, FC_T *d, int W)
 {
     int64_t k = FC_TRANSPOSE16(rows, 0, kc, d, W);
-    for (; k + FC_TB <= kc; k += FC_TB)
-        for (int r = 0; r < W; r += FC_TB)
-            FN(transpose_tb)(rows + r, k, d + k * W + r, W);
+    if (W % FC_TB == 0)
+        for (; k + FC_TB <= kc; k += FC_TB)
+            for (int r = 0; r < W; r += FC_TB)
+                FN(transpose_tb)(rows + r, k, d + k * W + r, W);
     for (; k < kc; ++k)
         for (int r = 0; r < W; ++r)
             d[k * W + r] = rows[r][k];
@@ -80,7 +82,7 @@ FN(pack_t_w)(const FC_T *restrict src, int64_t ld, int64_t w, int64_t kc, FC_T *
              const int W)
 {
 #if FC_X86
-    if (W % FC_TB == 0 && W <= 32 && kc <= FC_KC_MAX) {
+    if ((W % FC_TB == 0 || W == 6) && W <= 32 && kc <= FC_KC_MAX) {
         const FC_T *rows[32];
         for (int64_t p0 = 0; p0 < w; p0 += W, src += W * ld, dst += kc * W) {
             int n = (int)(w - p0 < W ? w - p0 : W);

@@ -154,30 +154,6 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
  * register transposes, and a 6 x 16 outer-product tile. Every sum is the AVX-512 block's, in
  * the same order, so both paths give the same bits.
  * ------------------------------------------------------------------------------------------ */
-FC_WN_AVX2_INLINE void fc_wn_transpose8(__m256 r[8])
-{
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 /* v | the floats of d[0..8) whose bits are set (the rest read nothing) */
 FC_WN_AVX2_INLINE __m256 fc_wn_or_load8(__m256 v, const float *d, unsigned bits)
 {
@@ -263,7 +239,7 @@ fc_wn_wgrad_block_avx2(const fc_wn_geo *g, const float *xp, const float *gy, int
                         __m256 r[8];
                         for (int i = 0; i < 8; ++i)
                             r[i] = _mm256_loadu_ps(tmp + (xi * 16 + cb + i) * 16 + tb);
-                        fc_wn_transpose8(r);
+                        fc_transpose8_ps(r);
                         for (int i = 0; i < 8; ++i)
                             _mm256_storeu_ps(Vt + (xi * TB + 16 * v + tb + i) * CP + c0 + cb,
                                              r[i]);

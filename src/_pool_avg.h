@@ -15,6 +15,7 @@
 #ifndef FC_POOL_AVG_H
 #define FC_POOL_AVG_H
 #include "_pool_max.h"
+#include "simd_transpose.h"
 
 static float fc_plane_sum8_f32(const float *x, Py_ssize_t n)
 {
@@ -109,26 +110,10 @@ static FC_AVX2 void fc_plane_means8_avx2(const float *x, Py_ssize_t n, float *ou
     if (rem)   /* the tail's lanes; the others add +0 (a -0 lane turns +0, as the sum does) */
         for (int j = 0; j < 8; ++j)
             v[j] = _mm256_add_ps(v[j], _mm256_maskload_ps(x + j * n + nv, tail));
-    /* transpose: t[l] lane j = plane j's partial sum l */
-    __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-    __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-    __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
-    __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    __m256 l[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
-                   _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
-                   _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
-                   _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+    fc_transpose8_ps(v);   /* v[l] lane j: plane j's partial sum l */
     __m256 sum = _mm256_setzero_ps();
     for (int k = 0; k < 8; ++k)
-        sum = _mm256_add_ps(sum, l[k]);
+        sum = _mm256_add_ps(sum, v[k]);
     _mm256_storeu_ps(out, _mm256_div_ps(_mm256_div_ps(sum, _mm256_set1_ps(H)),
                                         _mm256_set1_ps(W)));
 }

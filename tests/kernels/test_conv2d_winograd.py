@@ -9,8 +9,9 @@ tiles; padding 0 to 3, asymmetric. Also: the portable path (FASTCONV_SIMD_TARGET
 against the same oracles, results bit for bit the same for any thread count, and NaN or
 infinity in the input, grad_out or weights giving exactly conv2d_im2col's results. The weight
 gradient is Winograd's own for float32 on AVX-512 or AVX2 (fixed groups of images: one group
-when N = 1, eight for the 9-image case), conv2d_im2col's otherwise. The AVX2 path is also
-forced on its own (FASTCONV_SIMD_TARGET=avx2), so a CPU with AVX-512 tests it too.
+when N = 1, eight for the 9-image case), conv2d_im2col's otherwise. The AVX2 and portable
+paths are also forced on their own (FASTCONV_SIMD_TARGET), so a CPU with AVX-512 tests them
+too.
 """
 import os
 
@@ -86,49 +87,36 @@ def test_float32_error_stays_near_the_direct_sum(rng):
     assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max()
 
 
-def test_portable_path_matches():
-    """The portable C blocks (forced here; the only ones without AVX-512)."""
-    script = (
-        "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
-        "import numpy as np, test_conv2d_winograd as t\n"
-        "from fastconv._ext import conv2d_winograd as W\n"
-        "assert not W.simd_available()\n"
-        "for case in t.CASES:\n"
-        "    t.test_matches_reference_and_im2col(case, np.float32, np.random.default_rng(0))\n"
-        "    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))\n"
-        "print('OK')\n")
-    env = dict(os.environ, FASTCONV_SIMD_TARGET="generic")
-    out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "OK"
+_FORCED_SCRIPT = """
+import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]
+import numpy as np, test_conv2d_winograd as t
+from fastconv._ext import conv2d_winograd as W
+if W.simd_target() != sys.argv[2]:
+    print('NOT', W.simd_target()); sys.exit(0)
+assert W.simd_available() == (sys.argv[2] != 'generic')
+for case in t.CASES:
+    for dtype in (np.float32, np.float64):
+        t.test_matches_reference_and_im2col(case, dtype, np.random.default_rng(0))
+    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))
+for where in ('x', 'gy', 'w'):
+    for bad in (np.inf, -np.inf, np.nan):
+        for n in (1, 4):
+            t.test_non_finite_values_give_im2col_results(where, bad, n, np.random.default_rng(0))
+print('OK')
+"""
 
 
-def test_avx2_path_matches():
-    """The AVX2 blocks, packing and weight gradient (forced here; the ones a CPU with AVX2
-    but not AVX-512 runs): the same oracles, the non-finite cases and thread-count
-    invariance."""
-    script = (
-        "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
-        "import numpy as np, test_conv2d_winograd as t\n"
-        "from fastconv._ext import conv2d_winograd as W\n"
-        "if W.simd_target() != 'avx2':\n"
-        "    print('NO AVX2'); sys.exit(0)\n"
-        "assert W.simd_available()\n"
-        "for case in t.CASES:\n"
-        "    for dtype in (np.float32, np.float64):\n"
-        "        t.test_matches_reference_and_im2col(case, dtype, np.random.default_rng(0))\n"
-        "    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))\n"
-        "for where in ('x', 'gy', 'w'):\n"
-        "    for bad in (np.inf, -np.inf, np.nan):\n"
-        "        for n in (1, 4):\n"
-        "            t.test_non_finite_values_give_im2col_results(where, bad, n,\n"
-        "                                                          np.random.default_rng(0))\n"
-        "print('OK')\n")
-    env = dict(os.environ, FASTCONV_SIMD_TARGET="avx2")
-    out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
+@pytest.mark.parametrize("target", ["avx2", "generic"])
+def test_lower_paths_match(target):
+    """The AVX2 blocks, packing and weight gradient (those of a CPU with AVX2 but not
+    AVX-512) and the portable C blocks, each forced in a fresh process: the oracles, the
+    non-finite cases and thread-count invariance."""
+    env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
+    out = run_python(["-c", _FORCED_SCRIPT, os.path.dirname(__file__), target], env=env,
+                     timeout=900)
     assert out.returncode == 0, out.stderr
-    if out.stdout.strip() == "NO AVX2":
-        pytest.skip("this CPU has no AVX2 + FMA")
+    if out.stdout.startswith("NOT"):
+        pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")
     assert out.stdout.strip() == "OK"
 
 

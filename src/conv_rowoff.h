@@ -14,7 +14,8 @@
  * Each output is summed over k in order 0..K-1 in one accumulator lane: the result does not
  * depend on the tiling or the thread that ran a tile. (It differs in the last bits from the
  * GEMM form, which sums in blocks of K.) AVX-512 and AVX2 bodies (AVX2: tiles of 4 rows x 24
- * columns, 12 accumulators, the same sums in the same order, so the same bits); callers use
+ * columns, 12 accumulators, the same sums in the same order: the same bits expected, not
+ * compared on one machine); callers use
  * the GEMM form elsewhere (fc_rowoff_available).
  */
 #ifndef FASTCONV_CONV_ROWOFF_H

@@ -152,7 +152,7 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
 /* ------------------------------------------------------------------------------------------
  * AVX2 + FMA: fc_wn_wgrad_block with 8-lane halves (the forward's fc_wn_run8 runs), 8x8
  * register transposes, and a 6 x 16 outer-product tile. Every sum is the AVX-512 block's, in
- * the same order, so both paths give the same bits.
+ * the same order, so both paths should give the same bits (not compared on one machine).
  * ------------------------------------------------------------------------------------------ */
 /* v | the floats of d[0..8) whose bits are set (the rest read nothing) */
 FC_WN_AVX2_INLINE __m256 fc_wn_or_load8(__m256 v, const float *d, unsigned bits)

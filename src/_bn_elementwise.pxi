@@ -38,7 +38,6 @@ cdef void _plane_grad_sums(const floating* gy, const floating* x, Py_ssize_t L, 
     cdef Py_ssize_t W = _lanes(<floating>0)
     cdef Py_ssize_t i, j, k, l, nr = L - L % RUN, nv = L - L % W
     cdef double sg = 0, sd = 0
-    cdef bint simd = False
     if floating is float:
         if fc_bn_grad_all(gy, x, L, m_hi, m_lo, sum_gy, dot):
             return
@@ -47,9 +46,7 @@ cdef void _plane_grad_sums(const floating* gy, const floating* x, Py_ssize_t L, 
         acc2[l] = 0
         part[l] = 0
         part2[l] = 0
-    if floating is float:
-        simd = fc_bn_grad_runs(gy, x, nr, m_hi, m_lo, acc, acc2)
-    for i in range(0, 0 if simd else nr, 128):
+    for i in range(0, nr, 128):
         for l in range(W):
             part[l] = 0
             part2[l] = 0

@@ -6,10 +6,9 @@
  * The reductions sum in the Cython loops' order: 32 float lanes, lane l of a RUN block
  * (128 values) at i summing x[i + 32k + l] for k = 0..3 in order from 0, the lane's run then
  * added into the double acc[l]; the remaining 32-value blocks and the last values into the
- * float lanes; finally total = sum over l of (acc[l] + part[l]), l in order. AVX2 does the RUN
- * blocks (the *_runs functions; the Cython function does the rest); AVX-512 does the whole
- * reduction (the *_all functions: accumulators in registers, one call per chunk; and pairs of
- * chunks, fc_bn_chunk_pair). The elementwise passes (fc_bn_normalize, fc_bn_grad_input) are the
+ * float lanes; finally total = sum over l of (acc[l] + part[l]), l in order. AVX-512 and
+ * AVX2 do the whole reduction (the *_all functions: accumulators in registers, one call per
+ * chunk; and pairs of chunks, fc_bn_chunk_pair). The elementwise passes (fc_bn_normalize, fc_bn_grad_input) are the
  * Cython loops' expressions. Same operations, same order, no fused multiply-add (contraction is
  * switched off here, the baseline ISA has none), so the result is bit-identical to the Cython
  * loops on every path. They return 1 when they did the work, 0 when the caller's loop must.
@@ -101,78 +100,11 @@ static const char *fc_bn_active_target(void) { return fc_bn_target_names[fc_bn_t
 #define FC_BN_512 __attribute__((target("avx512f"), optimize("fp-contract=off")))
 #define FC_BN_256 __attribute__((target("avx2"), optimize("fp-contract=off")))
 
-static inline __attribute__((always_inline)) FC_BN_256 void
-fc_bn_acc256(double *acc, __m256 p0, __m256 p1, __m256 p2, __m256 p3)
-{
-    __m256 p[4] = {p0, p1, p2, p3};
-    for (int h = 0; h < 4; h++) {
-        __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(p[h]));
-        __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(p[h], 1));
-        _mm256_storeu_pd(acc + 8 * h, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * h), lo));
-        _mm256_storeu_pd(acc + 8 * h + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * h + 4), hi));
-    }
-}
-
-/* --- sum x */
-static FC_BN_256 void fc_bn_sum_256(const float *x, Py_ssize_t nr, double *acc)
-{
-    for (Py_ssize_t i = 0; i < nr; i += 128) {
-        __m256 p[4];
-        for (int l = 0; l < 4; l++)
-            p[l] = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < 4; l++)
-                p[l] = _mm256_add_ps(p[l], _mm256_loadu_ps(x + i + 32 * k + 8 * l));
-        fc_bn_acc256(acc, p[0], p[1], p[2], p[3]);
-    }
-}
-
-/* --- d = x - m: sum d, sum d*d */
-static FC_BN_256 void fc_bn_centred_256(const float *x, Py_ssize_t nr, float m, double *acc,
-                                        double *acc2)
-{
-    const __m256 vm = _mm256_set1_ps(m);
-    for (Py_ssize_t i = 0; i < nr; i += 128) {
-        __m256 p[4], q[4], d;
-        for (int l = 0; l < 4; l++)
-            p[l] = q[l] = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < 4; l++) {
-                d = _mm256_sub_ps(_mm256_loadu_ps(x + i + 32 * k + 8 * l), vm);
-                p[l] = _mm256_add_ps(p[l], d);
-                q[l] = _mm256_add_ps(q[l], _mm256_mul_ps(d, d));
-            }
-        fc_bn_acc256(acc, p[0], p[1], p[2], p[3]);
-        fc_bn_acc256(acc2, q[0], q[1], q[2], q[3]);
-    }
-}
-
-/* --- sum gy, sum gy * ((x - m_hi) - m_lo) */
-static FC_BN_256 void fc_bn_grad_256(const float *gy, const float *x, Py_ssize_t nr, float mh,
-                                     float ml, double *acc, double *acc2)
-{
-    const __m256 vh = _mm256_set1_ps(mh), vl = _mm256_set1_ps(ml);
-    for (Py_ssize_t i = 0; i < nr; i += 128) {
-        __m256 p[4], q[4], g, d;
-        for (int l = 0; l < 4; l++)
-            p[l] = q[l] = _mm256_setzero_ps();
-        for (int k = 0; k < 4; k++)
-            for (int l = 0; l < 4; l++) {
-                g = _mm256_loadu_ps(gy + i + 32 * k + 8 * l);
-                d = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 32 * k + 8 * l), vh), vl);
-                p[l] = _mm256_add_ps(p[l], g);
-                q[l] = _mm256_add_ps(q[l], _mm256_mul_ps(g, d));
-            }
-        fc_bn_acc256(acc, p[0], p[1], p[2], p[3]);
-        fc_bn_acc256(acc2, q[0], q[1], q[2], q[3]);
-    }
-}
-
-
-/* --- whole reductions (AVX-512 only): runs, the remaining 32-value blocks, the last n % 32
- * values, and the final sum over the lanes, exactly as the Cython function they replace
- * (_sum, _centred_sums, _plane_grad_sums): the lane accumulators stay in registers instead
- * of going through memory once per run, and the call overhead is paid once per chunk. */
+/* --- whole reductions: runs, the remaining 32-value blocks, the last n % 32 values, and the
+ * final sum over the lanes, exactly as the Cython function they replace (_sum,
+ * _centred_sums, _plane_grad_sums): the lane accumulators stay in registers instead of
+ * going through memory once per run, and the call overhead is paid once per chunk. AVX-512
+ * holds the 32 lanes in 2 vectors, AVX2 (after these) in 4. */
 
 /* the 32 float lanes as two vectors; masks of lanes 0-15 and 16-31 below r (r < 32) */
 static inline __attribute__((always_inline)) void fc_bn_tail_masks(Py_ssize_t r, __mmask16 *k0,
@@ -441,50 +373,203 @@ static FC_BN_512 void fc_bn_grad_all_relu_512(const float *gy, const float *x, P
 }
 
 #undef FC_BN_ACC4
+
+/* ---- the same whole reductions with AVX2: the 32 lanes as 4 vectors of 8. Masked-off tail
+ * lanes are added as +0 (a lane's float sum starts at +0 and so is never -0: adding +0
+ * leaves it exactly as it is), and products of masked-off lanes are zeroed first. */
+#define FC_BN_ACC8(a, p) do {                                                                \
+    for (int v_ = 0; v_ < 4; v_++) {                                                         \
+        a[2 * v_] = _mm256_add_pd(a[2 * v_], _mm256_cvtps_pd(_mm256_castps256_ps128(p[v_]))); \
+        a[2 * v_ + 1] = _mm256_add_pd(a[2 * v_ + 1],                                         \
+                                      _mm256_cvtps_pd(_mm256_extractf128_ps(p[v_], 1)));     \
+    }                                                                                        \
+} while (0)
+
+static inline __attribute__((always_inline)) FC_BN_256 double
+fc_bn_lane_total256(__m256d *a, const __m256 *p)
+{
+    double t[32], total = 0;
+    FC_BN_ACC8(a, p);
+    for (int h = 0; h < 8; h++)
+        _mm256_storeu_pd(t + 4 * h, a[h]);
+    for (int l = 0; l < 32; l++)
+        total += t[l];
+    return total;
+}
+
+/* masks of lanes 8v .. 8v+7 below r (r < 32) */
+static inline __attribute__((always_inline)) FC_BN_256 void
+fc_bn_tail_masks256(Py_ssize_t r, __m256i *k)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int v = 0; v < 4; v++)
+        k[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(r - 8 * v)), iota);
+}
+
+static inline __attribute__((always_inline)) FC_BN_256 void
+fc_bn_sum_lanes256(const float *x, Py_ssize_t n, __m256d *a, __m256 *p)
+{
+    Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
+    __m256i k[4];
+    for (int h = 0; h < 8; h++)
+        a[h] = _mm256_setzero_pd();
+    for (i = 0; i < nr; i += 128) {
+        for (int v = 0; v < 4; v++)
+            p[v] = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++)
+            for (int v = 0; v < 4; v++)
+                p[v] = _mm256_add_ps(p[v], _mm256_loadu_ps(x + i + 32 * j + 8 * v));
+        FC_BN_ACC8(a, p);
+    }
+    for (int v = 0; v < 4; v++)
+        p[v] = _mm256_setzero_ps();
+    for (; i < nv; i += 32)
+        for (int v = 0; v < 4; v++)
+            p[v] = _mm256_add_ps(p[v], _mm256_loadu_ps(x + i + 8 * v));
+    if (nv < n) {
+        fc_bn_tail_masks256(n - nv, k);
+        for (int v = 0; v < 4; v++)
+            p[v] = _mm256_add_ps(p[v], _mm256_maskload_ps(x + nv + 8 * v, k[v]));
+    }
+}
+
+static FC_BN_256 double fc_bn_sum_all_256(const float *x, Py_ssize_t n)
+{
+    __m256d a[8];
+    __m256 p[4];
+    fc_bn_sum_lanes256(x, n, a, p);
+    return fc_bn_lane_total256(a, p);
+}
+
+static FC_BN_256 void fc_bn_centred_all_256(const float *x, Py_ssize_t n, float m,
+                                            double *sum_d, double *sum_dd)
+{
+    const __m256 vm = _mm256_set1_ps(m);
+    Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
+    __m256d a[8], b[8];
+    __m256 p[4], q[4], d;
+    __m256i k[4];
+    for (int h = 0; h < 8; h++)
+        a[h] = b[h] = _mm256_setzero_pd();
+    for (i = 0; i < nr; i += 128) {
+        for (int v = 0; v < 4; v++)
+            p[v] = q[v] = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++)
+            for (int v = 0; v < 4; v++) {
+                d = _mm256_sub_ps(_mm256_loadu_ps(x + i + 32 * j + 8 * v), vm);
+                p[v] = _mm256_add_ps(p[v], d);
+                q[v] = _mm256_add_ps(q[v], _mm256_mul_ps(d, d));
+            }
+        FC_BN_ACC8(a, p);
+        FC_BN_ACC8(b, q);
+    }
+    for (int v = 0; v < 4; v++)
+        p[v] = q[v] = _mm256_setzero_ps();
+    for (; i < nv; i += 32)
+        for (int v = 0; v < 4; v++) {
+            d = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8 * v), vm);
+            p[v] = _mm256_add_ps(p[v], d);
+            q[v] = _mm256_add_ps(q[v], _mm256_mul_ps(d, d));
+        }
+    if (nv < n) {
+        fc_bn_tail_masks256(n - nv, k);
+        for (int v = 0; v < 4; v++) {
+            d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + nv + 8 * v, k[v]), vm),
+                              _mm256_castsi256_ps(k[v]));
+            p[v] = _mm256_add_ps(p[v], d);
+            q[v] = _mm256_add_ps(q[v], _mm256_mul_ps(d, d));
+        }
+    }
+    *sum_d = fc_bn_lane_total256(a, p);
+    *sum_dd = fc_bn_lane_total256(b, q);
+}
+
+/* fc_bn_chunk_pair_512's results, one chunk after the other */
+static FC_BN_256 void fc_bn_chunk_pair_256(const float *x0, const float *x1, Py_ssize_t n,
+                                           float *m, double *sd, double *sdd)
+{
+    m[0] = (float)(fc_bn_sum_all_256(x0, n) / (double)n);
+    m[1] = (float)(fc_bn_sum_all_256(x1, n) / (double)n);
+    fc_bn_centred_all_256(x0, n, m[0], sd, sdd);
+    fc_bn_centred_all_256(x1, n, m[1], sd + 1, sdd + 1);
+}
+
+/* fc_bn_grad_lanes with AVX2 (relu: gy masked as fc_bn_relu_mask does) */
+static inline __attribute__((always_inline)) FC_BN_256 void
+fc_bn_grad_all256(const float *gy, const float *x, Py_ssize_t n, float mh, float ml, int relu,
+                  float ra, float rb, double *sum_gy, double *dot)
+{
+    const __m256 vh = _mm256_set1_ps(mh), vl = _mm256_set1_ps(ml);
+    const __m256 vra = _mm256_set1_ps(ra), vrb = _mm256_set1_ps(rb), z = _mm256_setzero_ps();
+    Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
+    __m256d a[8], b[8];
+    __m256 p[4], q[4], g, d;
+    __m256i k[4];
+#define FC_BN_GRAD_STEP(G, X, V, KEEP) do {                                                  \
+        g = (G);                                                                             \
+        d = _mm256_sub_ps(_mm256_sub_ps((X), vh), vl);                                       \
+        if (relu)                                                                            \
+            g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_add_ps(_mm256_mul_ps(d, vra), vrb), z, \
+                                               _CMP_NLE_UQ));                                \
+        p[V] = _mm256_add_ps(p[V], g);                                                       \
+        q[V] = _mm256_add_ps(q[V], _mm256_and_ps(_mm256_mul_ps(g, d), (KEEP)));              \
+    } while (0)
+    const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int h = 0; h < 8; h++)
+        a[h] = b[h] = _mm256_setzero_pd();
+    for (i = 0; i < nr; i += 128) {
+        for (int v = 0; v < 4; v++)
+            p[v] = q[v] = _mm256_setzero_ps();
+        for (int j = 0; j < 4; j++)
+            for (int v = 0; v < 4; v++)
+                FC_BN_GRAD_STEP(_mm256_loadu_ps(gy + i + 32 * j + 8 * v),
+                                _mm256_loadu_ps(x + i + 32 * j + 8 * v), v, all);
+        FC_BN_ACC8(a, p);
+        FC_BN_ACC8(b, q);
+    }
+    for (int v = 0; v < 4; v++)
+        p[v] = q[v] = _mm256_setzero_ps();
+    for (; i < nv; i += 32)
+        for (int v = 0; v < 4; v++)
+            FC_BN_GRAD_STEP(_mm256_loadu_ps(gy + i + 8 * v), _mm256_loadu_ps(x + i + 8 * v), v,
+                            all);
+    if (nv < n) {   /* gy loaded as 0 past n stays 0; the product there is zeroed */
+        fc_bn_tail_masks256(n - nv, k);
+        for (int v = 0; v < 4; v++)
+            FC_BN_GRAD_STEP(_mm256_maskload_ps(gy + nv + 8 * v, k[v]),
+                            _mm256_maskload_ps(x + nv + 8 * v, k[v]), v,
+                            _mm256_castsi256_ps(k[v]));
+    }
+#undef FC_BN_GRAD_STEP
+    *sum_gy = fc_bn_lane_total256(a, p);
+    *dot = fc_bn_lane_total256(b, q);
+}
+
+static FC_BN_256 void fc_bn_grad_all_256(const float *gy, const float *x, Py_ssize_t n,
+                                         float mh, float ml, double *sum_gy, double *dot)
+{
+    fc_bn_grad_all256(gy, x, n, mh, ml, 0, 0.0f, 0.0f, sum_gy, dot);
+}
+
+static FC_BN_256 void fc_bn_grad_all_relu_256(const float *gy, const float *x, Py_ssize_t n,
+                                              float mh, float ml, float ra, float rb,
+                                              double *sum_gy, double *dot)
+{
+    fc_bn_grad_all256(gy, x, n, mh, ml, 1, ra, rb, sum_gy, dot);
+}
+#undef FC_BN_ACC8
 #endif  /* FC_BN_X86 */
 
-static int fc_bn_sum_runs(const float *x, Py_ssize_t nr, double *acc)
-{
-#if FC_BN_X86
-    if (fc_bn_target() == FC_BN_AVX2) {
-        fc_bn_sum_256(x, nr, acc);
-        return 1;
-    }
-#endif
-    return 0;
-}
-
-static int fc_bn_centred_runs(const float *x, Py_ssize_t nr, float m, double *acc,
-                              double *acc2)
-{
-#if FC_BN_X86
-    if (fc_bn_target() == FC_BN_AVX2) {
-        fc_bn_centred_256(x, nr, m, acc, acc2);
-        return 1;
-    }
-#endif
-    return 0;
-}
-
-static int fc_bn_grad_runs(const float *gy, const float *x, Py_ssize_t nr, float mh, float ml,
-                           double *acc, double *acc2)
-{
-#if FC_BN_X86
-    if (fc_bn_target() == FC_BN_AVX2) {
-        fc_bn_grad_256(gy, x, nr, mh, ml, acc, acc2);
-        return 1;
-    }
-#endif
-    return 0;
-}
-
-
-/* Whole reductions: 1 when done (AVX-512), 0 when the caller's runs-and-loops must run. */
+/* Whole reductions: 1 when done (AVX-512 or AVX2), 0 when the caller's loops must run. */
 static int fc_bn_sum_all(const float *x, Py_ssize_t n, double *total)
 {
 #if FC_BN_X86
     if (fc_bn_target() == FC_BN_AVX512) {
         *total = fc_bn_sum_all_512(x, n);
+        return 1;
+    }
+    if (fc_bn_target() == FC_BN_AVX2) {
+        *total = fc_bn_sum_all_256(x, n);
         return 1;
     }
 #endif
@@ -499,6 +584,10 @@ static int fc_bn_centred_all(const float *x, Py_ssize_t n, float m, double *sum_
         fc_bn_centred_all_512(x, n, m, sum_d, sum_dd);
         return 1;
     }
+    if (fc_bn_target() == FC_BN_AVX2) {
+        fc_bn_centred_all_256(x, n, m, sum_d, sum_dd);
+        return 1;
+    }
 #endif
     return 0;
 }
@@ -509,6 +598,10 @@ static int fc_bn_chunk_pair(const float *x0, const float *x1, Py_ssize_t n, floa
 #if FC_BN_X86
     if (fc_bn_target() == FC_BN_AVX512) {
         fc_bn_chunk_pair_512(x0, x1, n, m, sd, sdd);
+        return 1;
+    }
+    if (fc_bn_target() == FC_BN_AVX2) {
+        fc_bn_chunk_pair_256(x0, x1, n, m, sd, sdd);
         return 1;
     }
 #endif
@@ -523,18 +616,26 @@ static int fc_bn_grad_all(const float *gy, const float *x, Py_ssize_t n, float m
         fc_bn_grad_all_512(gy, x, n, mh, ml, sum_gy, dot);
         return 1;
     }
+    if (fc_bn_target() == FC_BN_AVX2) {
+        fc_bn_grad_all_256(gy, x, n, mh, ml, sum_gy, dot);
+        return 1;
+    }
 #endif
     return 0;
 }
 
 /* fc_bn_grad_all of gy masked as relu's backward (ra, rb: the forward's scale and shift),
- * the mask applied in registers; AVX-512 only (elsewhere the caller masks into a buffer) */
+ * the mask applied in registers; AVX-512 or AVX2 (elsewhere the caller masks into a buffer) */
 static int fc_bn_grad_all_relu(const float *gy, const float *x, Py_ssize_t n, float mh,
                                float ml, float ra, float rb, double *sum_gy, double *dot)
 {
 #if FC_BN_X86
     if (fc_bn_target() == FC_BN_AVX512) {
         fc_bn_grad_all_relu_512(gy, x, n, mh, ml, ra, rb, sum_gy, dot);
+        return 1;
+    }
+    if (fc_bn_target() == FC_BN_AVX2) {
+        fc_bn_grad_all_relu_256(gy, x, n, mh, ml, ra, rb, sum_gy, dot);
         return 1;
     }
 #endif

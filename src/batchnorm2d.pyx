@@ -22,8 +22,8 @@ type, sums in double), a second for the input gradient.
 
 For float32 the reductions and the elementwise passes run in AVX-512 or AVX2, picked at run
 time (``src/_bn_simd.h``), with the same operations in the same order: the same bits as the
-loops here. On AVX-512 a reduction is one call per chunk with its accumulators in registers,
-and the by-channel statistics take a channel's planes two at a time, so that the serial end of
+loops here. A reduction is one call per chunk with its accumulators in registers, and on
+AVX-512 the by-channel statistics take a channel's planes two at a time, so that the serial end of
 one plane's sums (32 dependent additions, which its second pass waits for) overlaps the other
 plane's work (the statistics pass was bound by these latencies, not by memory). The
 by-channel passes prefetch the start of the next planes, those they read and, with PREFETCHW,
@@ -52,11 +52,6 @@ from libc.string cimport memcpy
 # same operations in the same order as the Cython loops below, so results are bit-identical
 # on every path (contract in the header).
 cdef extern from "_bn_simd.h":
-    bint fc_bn_sum_runs(const float* x, Py_ssize_t nr, double* acc) noexcept nogil
-    bint fc_bn_centred_runs(const float* x, Py_ssize_t nr, float m, double* acc,
-                            double* acc2) noexcept nogil
-    bint fc_bn_grad_runs(const float* gy, const float* x, Py_ssize_t nr, float m_hi,
-                         float m_lo, double* acc, double* acc2) noexcept nogil
     bint fc_bn_sum_all(const float* x, Py_ssize_t n, double* total) noexcept nogil
     bint fc_bn_centred_all(const float* x, Py_ssize_t n, float m, double* sum_d,
                            double* sum_dd) noexcept nogil
@@ -126,16 +121,13 @@ cdef double _sum(const floating* x, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t W = _lanes(<floating>0)
     cdef Py_ssize_t i, j, k, l, nr = n - n % RUN, nv = n - n % W
     cdef double total = 0
-    cdef bint simd = False
     if floating is float:
         if fc_bn_sum_all(x, n, &total):
             return total
     for l in range(LANES):
         acc[l] = 0
         part[l] = 0
-    if floating is float:
-        simd = fc_bn_sum_runs(x, nr, acc)
-    for i in range(0, 0 if simd else nr, 128):
+    for i in range(0, nr, 128):
         for l in range(W):
             part[l] = 0
         for k in range(RUN // W):
@@ -168,7 +160,6 @@ cdef void _centred_sums(const floating* x, Py_ssize_t n, floating m, double* sum
     cdef Py_ssize_t i, j, k, l, nr = n - n % RUN, nv = n - n % W
     cdef floating d
     cdef double sd = 0, sdd = 0
-    cdef bint simd = False
     if floating is float:
         if fc_bn_centred_all(x, n, m, sum_d, sum_dd):
             return
@@ -177,9 +168,7 @@ cdef void _centred_sums(const floating* x, Py_ssize_t n, floating m, double* sum
         acc2[l] = 0
         part[l] = 0
         part2[l] = 0
-    if floating is float:
-        simd = fc_bn_centred_runs(x, nr, m, acc, acc2)
-    for i in range(0, 0 if simd else nr, 128):
+    for i in range(0, nr, 128):
         for l in range(W):
             part[l] = 0
             part2[l] = 0

@@ -72,17 +72,38 @@ static FC_BN_512 void fc_bn_normalize_relu_512(const float *x, float *y, Py_ssiz
     fc_bn_normalize_body(x, y, n, mh, ml, a, b, 1);
 }
 
+/* AVX2: the same expressions 8 at a time, the last n % 8 values as the Cython loops (with
+ * relu: 0 where the value is < 0, NaN and -0 passing) */
+static inline __attribute__((always_inline)) FC_BN_256 void
+fc_bn_normalize_body256(const float *x, float *y, Py_ssize_t n, float mh, float ml, float a,
+                        float b, int relu)
+{
+    const __m256 vh = _mm256_set1_ps(mh), vl = _mm256_set1_ps(ml), va = _mm256_set1_ps(a),
+                 vb = _mm256_set1_ps(b), z = _mm256_setzero_ps();
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(
+                       _mm256_loadu_ps(x + i), vh), vl), va), vb);
+        if (relu)
+            v = _mm256_andnot_ps(_mm256_cmp_ps(v, z, _CMP_LT_OQ), v);
+        _mm256_storeu_ps(y + i, v);
+    }
+    for (; i < n; i++) {
+        float v = ((x[i] - mh) - ml) * a + b;
+        y[i] = relu && v < 0 ? 0 : v;
+    }
+}
+
 static FC_BN_256 void fc_bn_normalize_256(const float *x, float *y, Py_ssize_t n, float mh,
                                           float ml, float a, float b)
 {
-    const __m256 vh = _mm256_set1_ps(mh), vl = _mm256_set1_ps(ml), va = _mm256_set1_ps(a),
-                 vb = _mm256_set1_ps(b);
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(
-                                    _mm256_loadu_ps(x + i), vh), vl), va), vb));
-    for (; i < n; i++)
-        y[i] = ((x[i] - mh) - ml) * a + b;
+    fc_bn_normalize_body256(x, y, n, mh, ml, a, b, 0);
+}
+
+static FC_BN_256 void fc_bn_normalize_relu_256(const float *x, float *y, Py_ssize_t n,
+                                               float mh, float ml, float a, float b)
+{
+    fc_bn_normalize_body256(x, y, n, mh, ml, a, b, 1);
 }
 
 static inline __attribute__((always_inline)) FC_BN_512 __m512
@@ -144,19 +165,44 @@ static FC_BN_512 void fc_bn_grad_input_relu_512(const float *gy, const float *x,
     fc_bn_grad_input_body(gy, x, gx, n, mh, ml, a, d, c, 1, rb);
 }
 
+/* with relu: gy masked first, 0 where relu's input ((x - mh) - ml) * a + rb is <= 0 (NaN
+ * passes), as _relu_masked */
+static inline __attribute__((always_inline)) FC_BN_256 void
+fc_bn_grad_input_body256(const float *gy, const float *x, float *gx, Py_ssize_t n, float mh,
+                         float ml, float a, float d, float c, int relu, float rb)
+{
+    const __m256 vh = _mm256_set1_ps(mh), vl = _mm256_set1_ps(ml), va = _mm256_set1_ps(a),
+                 vd = _mm256_set1_ps(d), vc = _mm256_set1_ps(c), vrb = _mm256_set1_ps(rb);
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 dx = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vh), vl);
+        __m256 g = _mm256_loadu_ps(gy + i);
+        if (relu)
+            g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_add_ps(_mm256_mul_ps(dx, va), vrb),
+                                               _mm256_setzero_ps(), _CMP_NLE_UQ));
+        _mm256_storeu_ps(gx + i, _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(g, va),
+                                                             _mm256_mul_ps(dx, vd)), vc));
+    }
+    for (; i < n; i++) {
+        float dx = (x[i] - mh) - ml, g = gy[i];
+        if (relu && dx * a + rb <= 0)
+            g = 0;
+        gx[i] = g * a + dx * d + c;
+    }
+}
+
 static FC_BN_256 void fc_bn_grad_input_256(const float *gy, const float *x, float *gx,
                                            Py_ssize_t n, float mh, float ml, float a, float d,
                                            float c)
 {
-    const __m256 vh = _mm256_set1_ps(mh), vl = _mm256_set1_ps(ml), va = _mm256_set1_ps(a),
-                 vd = _mm256_set1_ps(d), vc = _mm256_set1_ps(c);
-    Py_ssize_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(gx + i, _mm256_add_ps(_mm256_add_ps(
-            _mm256_mul_ps(_mm256_loadu_ps(gy + i), va),
-            _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vh), vl), vd)), vc));
-    for (; i < n; i++)
-        gx[i] = gy[i] * a + ((x[i] - mh) - ml) * d + c;
+    fc_bn_grad_input_body256(gy, x, gx, n, mh, ml, a, d, c, 0, 0.0f);
+}
+
+static FC_BN_256 void fc_bn_grad_input_relu_256(const float *gy, const float *x, float *gx,
+                                                Py_ssize_t n, float mh, float ml, float a,
+                                                float d, float c, float rb)
+{
+    fc_bn_grad_input_body256(gy, x, gx, n, mh, ml, a, d, c, 1, rb);
 }
 #endif  /* FC_BN_X86 */
 
@@ -188,7 +234,7 @@ static int fc_bn_grad_input(const float *gy, const float *x, float *gx, Py_ssize
 
 /* fc_bn_grad_input of gy masked as relu's backward (relu's input was ((x - mh) - ml) * a +
  * rb: a = weight * invstd is also the forward's scale, rb its shift), the mask applied in
- * registers; AVX-512 only (elsewhere the caller masks into a buffer) */
+ * registers; AVX-512 or AVX2 (elsewhere the caller masks into a buffer) */
 static int fc_bn_grad_input_relu(const float *gy, const float *x, float *gx, Py_ssize_t n,
                                  float mh, float ml, float a, float d, float c, float rb)
 {
@@ -197,17 +243,25 @@ static int fc_bn_grad_input_relu(const float *gy, const float *x, float *gx, Py_
         fc_bn_grad_input_relu_512(gy, x, gx, n, mh, ml, a, d, c, rb);
         return 1;
     }
+    if (fc_bn_target() == FC_BN_AVX2) {
+        fc_bn_grad_input_relu_256(gy, x, gx, n, mh, ml, a, d, c, rb);
+        return 1;
+    }
 #endif
     return 0;
 }
 
-/* max(fc_bn_normalize, 0) in one pass (the fused batch_norm + relu); AVX-512 only */
+/* max(fc_bn_normalize, 0) in one pass (the fused batch_norm + relu); AVX-512 or AVX2 */
 static int fc_bn_normalize_relu(const float *x, float *y, Py_ssize_t n, float mh, float ml,
                                 float a, float b)
 {
 #if FC_BN_X86
     if (fc_bn_target() == FC_BN_AVX512) {
         fc_bn_normalize_relu_512(x, y, n, mh, ml, a, b);
+        return 1;
+    }
+    if (fc_bn_target() == FC_BN_AVX2) {
+        fc_bn_normalize_relu_256(x, y, n, mh, ml, a, b);
         return 1;
     }
 #endif

@@ -124,17 +124,24 @@ static inline __attribute__((always_inline)) void fc_bn_tail_masks(Py_ssize_t r,
         _mm512_extractf64x4_pd(_mm512_castps_pd(p1), 1)))); \
 } while (0)
 
-/* total = 0; total += acc[l] + part[l] for l = 0..31 in order (the Cython epilogue) */
-static inline __attribute__((always_inline)) FC_BN_512 double
-fc_bn_lane_total(__m512d *a, __m512 p0, __m512 p1)
+/* total = 0; total += t[l] for l = 0..31 in order (the Cython epilogue, t[l] = acc[l] +
+ * part[l]), shared by both widths */
+static inline double fc_bn_sum32(const double *t)
 {
-    double t[32], total = 0;
-    FC_BN_ACC4(a, p0, p1);
-    for (int h = 0; h < 4; h++)
-        _mm512_storeu_pd(t + 8 * h, a[h]);
+    double total = 0;
     for (int l = 0; l < 32; l++)
         total += t[l];
     return total;
+}
+
+static inline __attribute__((always_inline)) FC_BN_512 double
+fc_bn_lane_total(__m512d *a, __m512 p0, __m512 p1)
+{
+    double t[32];
+    FC_BN_ACC4(a, p0, p1);
+    for (int h = 0; h < 4; h++)
+        _mm512_storeu_pd(t + 8 * h, a[h]);
+    return fc_bn_sum32(t);
 }
 
 /* the lanes of _sum: acc a[4] (double) and the part p0, p1 (float) */
@@ -388,13 +395,11 @@ static FC_BN_512 void fc_bn_grad_all_relu_512(const float *gy, const float *x, P
 static inline __attribute__((always_inline)) FC_BN_256 double
 fc_bn_lane_total256(__m256d *a, const __m256 *p)
 {
-    double t[32], total = 0;
+    double t[32];
     FC_BN_ACC8(a, p);
     for (int h = 0; h < 8; h++)
         _mm256_storeu_pd(t + 4 * h, a[h]);
-    for (int l = 0; l < 32; l++)
-        total += t[l];
-    return total;
+    return fc_bn_sum32(t);
 }
 
 /* masks of lanes 8v .. 8v+7 below r (r < 32) */
@@ -505,16 +510,19 @@ fc_bn_grad_all256(const float *gy, const float *x, Py_ssize_t n, float mh, float
     __m256d a[8], b[8];
     __m256 p[4], q[4], g, d;
     __m256i k[4];
-#define FC_BN_GRAD_STEP(G, X, V, KEEP) do {                                                  \
+#define FC_BN_GRAD_STEP(G, X, V, TAIL, KEEP) do {                                            \
+        __m256 gd_;                                                                          \
         g = (G);                                                                             \
         d = _mm256_sub_ps(_mm256_sub_ps((X), vh), vl);                                       \
         if (relu)                                                                            \
             g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_add_ps(_mm256_mul_ps(d, vra), vrb), z, \
                                                _CMP_NLE_UQ));                                \
         p[V] = _mm256_add_ps(p[V], g);                                                       \
-        q[V] = _mm256_add_ps(q[V], _mm256_and_ps(_mm256_mul_ps(g, d), (KEEP)));              \
+        gd_ = _mm256_mul_ps(g, d);                                                           \
+        if (TAIL)                                                                            \
+            gd_ = _mm256_and_ps(gd_, (KEEP));                                                \
+        q[V] = _mm256_add_ps(q[V], gd_);                                                     \
     } while (0)
-    const __m256 all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     for (int h = 0; h < 8; h++)
         a[h] = b[h] = _mm256_setzero_pd();
     for (i = 0; i < nr; i += 128) {
@@ -523,7 +531,7 @@ fc_bn_grad_all256(const float *gy, const float *x, Py_ssize_t n, float mh, float
         for (int j = 0; j < 4; j++)
             for (int v = 0; v < 4; v++)
                 FC_BN_GRAD_STEP(_mm256_loadu_ps(gy + i + 32 * j + 8 * v),
-                                _mm256_loadu_ps(x + i + 32 * j + 8 * v), v, all);
+                                _mm256_loadu_ps(x + i + 32 * j + 8 * v), v, 0, z);
         FC_BN_ACC8(a, p);
         FC_BN_ACC8(b, q);
     }
@@ -532,12 +540,12 @@ fc_bn_grad_all256(const float *gy, const float *x, Py_ssize_t n, float mh, float
     for (; i < nv; i += 32)
         for (int v = 0; v < 4; v++)
             FC_BN_GRAD_STEP(_mm256_loadu_ps(gy + i + 8 * v), _mm256_loadu_ps(x + i + 8 * v), v,
-                            all);
+                            0, z);
     if (nv < n) {   /* gy loaded as 0 past n stays 0; the product there is zeroed */
         fc_bn_tail_masks256(n - nv, k);
         for (int v = 0; v < 4; v++)
             FC_BN_GRAD_STEP(_mm256_maskload_ps(gy + nv + 8 * v, k[v]),
-                            _mm256_maskload_ps(x + nv + 8 * v, k[v]), v,
+                            _mm256_maskload_ps(x + nv + 8 * v, k[v]), v, 1,
                             _mm256_castsi256_ps(k[v]));
     }
 #undef FC_BN_GRAD_STEP

@@ -92,8 +92,9 @@ cdef size_t WG_BUDGET = 16 << 20
 
 
 def simd_available():
-    """True when the float32 blocks (forward and input gradient) run a SIMD kernel:
-    AVX-512 or AVX2 + FMA (else portable C)."""
+    """True when the float32 blocks (forward, input and weight gradients) run a SIMD
+    kernel: AVX-512 or AVX2 + FMA. Otherwise the blocks are portable C and backward_weight
+    runs conv2d_im2col's."""
     return bool(fc_wn_simd() or fc_wn_avx2())
 
 
@@ -102,11 +103,6 @@ def simd_target():
     CPU's best, or a lower one forced by FASTCONV_SIMD_TARGET)."""
     return fc_cpu_target_name().decode()
 
-
-def weight_grad_available():
-    """True when the float32 weight gradient is Winograd's own (AVX-512 or AVX2, as the
-    blocks); elsewhere backward_weight runs conv2d_im2col's."""
-    return bool(fc_wn_simd() or fc_wn_avx2())
 
 
 def supports(int kh, int kw, int stride_h, int stride_w, int dil_h, int dil_w, int groups,
@@ -448,7 +444,7 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     cdef fc_wn_geo g
     fc_wn_geometry(&g, x.shape[0], x.shape[1], grad_out.shape[1], x.shape[2], x.shape[3],
                    grad_out.shape[2], grad_out.shape[3], pad_h, pad_w)
-    if floating is double or not weight_grad_available() or g.N == 0 or g.C == 0 or \
+    if floating is double or not simd_available() or g.N == 0 or g.C == 0 or \
             g.K == 0 or \
             g.OH * g.OW == 0 or g.H * g.W == 0:
         _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,

@@ -64,7 +64,7 @@ def test_matches_reference_and_im2col(case, dtype, rng):
                              other):
         assert_close(a, r, what=name)
         assert_close(a, o, what=name + " vs conv2d_im2col")
-    if dtype == np.float64 or not W.weight_grad_available():   # the weight gradient is im2col's
+    if dtype == np.float64 or not W.simd_available():   # the weight gradient is im2col's
         np.testing.assert_array_equal(got[2], other[2])
 
 

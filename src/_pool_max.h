@@ -6,8 +6,9 @@
  * for testing every path on one machine.
  *
  * Contract of fc_max_rows_f32 (the same for every path): oi == NULL stores no index (values
- * only; AVX-512 then reduces with a max tree). Windows ow in [lo, hi) over the nr
- * valid window rows r[i] (offset rel[i] from r[0]), window ow starting at column s*ow + off with all its kw taps inside the row. Each window
+ * only; AVX-512 and AVX2 then reduce with a max tree). Windows ow in [lo, hi) over the nr
+ * valid window rows r[i] (offset rel[i] from r[0]), window ow starting at column s*ow + off
+ * with all its kw taps inside the row. Each window
  * is folded row by row, each row left to right with strict >, so the FIRST maximum in
  * row-major order wins, exactly as PyTorch's per-window loop; only the windows' own taps are
  * read. V windows are done at a time (stride 2: even and odd columns split with shuffles);
@@ -148,6 +149,60 @@ static Py_ssize_t fc_max_rows_sse2(const float **r, const int *rel, int nr, int 
     }
 }
 
+/* One max window with bounds checks, dilation 1 along W and dh along H: PyTorch's loop
+ * element for element (first maximum wins, NaN propagates; a window holding no element
+ * gives -inf and the index of its first tap). oi == NULL: no index. */
+static inline void fc_max_window_f32(const float *xp, Py_ssize_t H, Py_ssize_t W,
+                                     Py_ssize_t h0, Py_ssize_t w0, int kh, int kw, int dh,
+                                     float *om, int64_t *oi)
+{
+    Py_ssize_t h1 = h0 + (Py_ssize_t)(kh - 1) * dh + 1, w1 = w0 + kw, ih, iw, mi;
+    float m = -INFINITY, v;
+    if (h0 < 0)
+        h0 += ((-h0 + dh - 1) / dh) * dh;
+    if (w0 < 0)
+        w0 = 0;
+    if (h1 > H)
+        h1 = H;
+    if (w1 > W)
+        w1 = W;
+    mi = h0 * W + w0;
+    for (ih = h0; ih < h1; ih += dh)
+        for (iw = w0; iw < w1; iw++) {
+            v = xp[ih * W + iw];
+            if (v > m || v != v) {
+                m = v;
+                mi = ih * W + iw;
+            }
+        }
+    *om = m;
+    if (oi)
+        *oi = mi;
+}
+
+/* The next plane (the thread's next iteration, most of the time) is prefetched as a plane is
+ * done, a share per output row: planes of a few KB are a page or two each, and the hardware
+ * prefetchers stop at page boundaries, so each plane would otherwise start with cache misses.
+ * Prefetches past the end of the data are harmless (they never fault). */
+typedef struct { const char *next; Py_ssize_t at, step, end; } fc_plane_pf;
+
+static inline __attribute__((always_inline)) void fc_plane_pf_row(fc_plane_pf *pf)
+{
+    for (Py_ssize_t e = pf->at + pf->step; pf->at < e && pf->at < pf->end; pf->at += 64)
+        _mm_prefetch(pf->next + pf->at, _MM_HINT_T0);
+}
+
+/* The values-only kernels FN(r, nr, kw, s, ...) with nr, kw and s as constants, one case
+ * per valid (nr <= kw, kw = 2 or 3, s = 1 or 2), keyed by nr * 4 + (kw - 2) * 2 + s - 1. */
+#define FC_VALS_CASE(FN, NR, KW, S) \
+    case ((NR) * 4 + ((KW) - 2) * 2 + (S) - 1): \
+        return FN(r, NR, KW, S, om, lo, hi, off);
+#define FC_VALS_SWITCH(FN) \
+    FC_VALS_CASE(FN, 1, 2, 1) FC_VALS_CASE(FN, 1, 2, 2) FC_VALS_CASE(FN, 1, 3, 1) \
+    FC_VALS_CASE(FN, 1, 3, 2) FC_VALS_CASE(FN, 2, 2, 1) FC_VALS_CASE(FN, 2, 2, 2) \
+    FC_VALS_CASE(FN, 2, 3, 1) FC_VALS_CASE(FN, 2, 3, 2) FC_VALS_CASE(FN, 3, 3, 1) \
+    FC_VALS_CASE(FN, 3, 3, 2)
+
 /* ------------------------------------------------------------------------------- AVX2 */
 #define FC_AVX2 __attribute__((target("avx2")))
 
@@ -191,9 +246,73 @@ fc_fold8(const float *r, int kw, int s, int rel, __m256 *m, __m256i *k, __m256 *
     *m = _mm256_max_ps(h, *m);
 }
 
-static FC_AVX2 Py_ssize_t fc_max_rows_avx2(const float **r, const int *rel, int nr, int kw,
-                                           int s, float *om, int64_t *oi, Py_ssize_t lo,
-                                           Py_ssize_t hi, Py_ssize_t off, Py_ssize_t base)
+/* Values only with AVX2, as fc_max_vals_in below for AVX-512 (its comment): 8 windows a
+ * group; stride 2 splits even and odd columns once per group with in-lane shuffles and one
+ * 64-bit permute (fc_pack_lo256 of the shuffles' max). */
+static inline __attribute__((always_inline)) FC_AVX2 void
+fc_vmax2_8(const float **r, int nr, Py_ssize_t c, int o0, int o1, __m256 *a, __m256 *b,
+           __m256 *nan)
+{
+    __m256 x = _mm256_loadu_ps(r[0] + c + o0), y = _mm256_loadu_ps(r[0] + c + o1);
+    __m256 u = _mm256_cmp_ps(x, y, _CMP_UNORD_Q);
+    for (int i = 1; i < nr; i++) {
+        __m256 p = _mm256_loadu_ps(r[i] + c + o0), q = _mm256_loadu_ps(r[i] + c + o1);
+        u = _mm256_or_ps(u, _mm256_cmp_ps(p, q, _CMP_UNORD_Q));
+        x = _mm256_max_ps(x, p);
+        y = _mm256_max_ps(y, q);
+    }
+    *a = x;
+    *b = y;
+    *nan = _mm256_or_ps(*nan, u);
+}
+
+static inline __attribute__((always_inline)) FC_AVX2 Py_ssize_t
+fc_max_vals_in8(const float **r, int nr, int kw, int s, float *om, Py_ssize_t lo,
+                Py_ssize_t hi, Py_ssize_t off)
+{
+    Py_ssize_t ow = lo;
+    __m256 nan = _mm256_setzero_ps();
+    for (;;) {
+        __m256 a, b, c2, d, t;
+        if (ow + 8 > hi)
+            ow = hi - 8;
+        if (s == 2) {   /* columns 2ow+off .. 2ow+off+15 (+ 2 .. 16 for kw = 3) */
+            fc_vmax2_8(r, nr, 2 * ow + off, 0, 8, &a, &b, &nan);
+            t = _mm256_max_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+            if (kw == 3) {   /* evens of columns 2..9, odds of 9..16 */
+                fc_vmax2_8(r, nr, 2 * ow + off, 2, 9, &c2, &d, &nan);
+                t = _mm256_max_ps(t, _mm256_shuffle_ps(c2, d, _MM_SHUFFLE(3, 1, 2, 0)));
+            }
+            t = fc_pack_lo256(t);
+        } else {
+            fc_vmax2_8(r, nr, ow + off, 0, 1, &a, &b, &nan);
+            t = _mm256_max_ps(a, b);
+            if (kw == 3) {
+                fc_vmax2_8(r, nr, ow + off, 2, 2, &c2, &d, &nan);
+                t = _mm256_max_ps(t, c2);
+            }
+        }
+        _mm256_storeu_ps(om + ow, t);
+        ow += 8;
+        if (ow >= hi)
+            return _mm256_movemask_ps(nan) ? -1 : hi;
+    }
+}
+
+static FC_AVX2 Py_ssize_t fc_max_vals_avx2(const float **r, int nr, int kw, int s, float *om,
+                                           Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off)
+{
+    switch (nr * 4 + (kw - 2) * 2 + s - 1) {
+    FC_VALS_SWITCH(fc_max_vals_in8)
+    }
+    return lo;   /* not reached: nr <= kw */
+}
+
+static inline __attribute__((always_inline)) FC_AVX2 Py_ssize_t
+fc_max_rows_avx2_in(const float **r, const int *rel, int nr, int kw, int s, float *om,
+                    int64_t *oi, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
+                    Py_ssize_t base)
 {
     Py_ssize_t ow = lo, c;
     const __m256i step = s == 2 ? _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)
@@ -201,6 +320,8 @@ static FC_AVX2 Py_ssize_t fc_max_rows_avx2(const float **r, const int *rel, int 
     __m256 nan = _mm256_setzero_ps();
     if (hi - lo < 8)
         return fc_max_rows_sse2(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
+    if (oi == NULL)
+        return fc_max_vals_avx2(r, nr, kw, s, om, lo, hi, off);
     for (;;) {
         __m256 m = _mm256_set1_ps(-INFINITY);
         __m256i k = _mm256_setzero_si256(), col, b;
@@ -233,6 +354,19 @@ static FC_AVX2 Py_ssize_t fc_max_rows_avx2(const float **r, const int *rel, int 
             return _mm256_movemask_ps(nan) ? -1 : hi;
     }
 }
+
+static FC_AVX2 Py_ssize_t fc_max_rows_avx2(const float **r, const int *rel, int nr, int kw,
+                                           int s, float *om, int64_t *oi, Py_ssize_t lo,
+                                           Py_ssize_t hi, Py_ssize_t off, Py_ssize_t base)
+{
+    return fc_max_rows_avx2_in(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
+}
+
+#define PM_ATTR FC_AVX2
+#define PM(name) name##_avx2
+#define PM_VALS fc_max_vals_in8
+#define PM_ROWS fc_max_rows_avx2_in
+#include "_pool_max_plane.h"
 
 /* ---------------------------------------------------------------------------- AVX-512 */
 #define FC_AVX512 __attribute__((target("avx512f")))
@@ -335,22 +469,16 @@ fc_max_vals_in(const float **r, int nr, int kw, int s, float *om, Py_ssize_t lo,
     }
 }
 
-#define FC_VALS_CASE(NR, KW, S) \
-    case ((NR) * 4 + ((KW) - 2) * 2 + (S) - 1): \
-        return fc_max_vals_in(r, NR, KW, S, om, lo, hi, off);
 
 static FC_AVX512 Py_ssize_t fc_max_vals_avx512(const float **r, int nr, int kw, int s,
                                                float *om, Py_ssize_t lo, Py_ssize_t hi,
                                                Py_ssize_t off)
 {
     switch (nr * 4 + (kw - 2) * 2 + s - 1) {
-    FC_VALS_CASE(1, 2, 1) FC_VALS_CASE(1, 2, 2) FC_VALS_CASE(1, 3, 1) FC_VALS_CASE(1, 3, 2)
-    FC_VALS_CASE(2, 2, 1) FC_VALS_CASE(2, 2, 2) FC_VALS_CASE(2, 3, 1) FC_VALS_CASE(2, 3, 2)
-    FC_VALS_CASE(3, 3, 1) FC_VALS_CASE(3, 3, 2)
+    FC_VALS_SWITCH(fc_max_vals_in)
     }
     return lo;   /* not reached: nr <= kw */
 }
-#undef FC_VALS_CASE
 
 static inline __attribute__((always_inline)) FC_AVX512 Py_ssize_t fc_max_rows_avx512_in(const float **r, const int *rel, int nr,
                                                int kw, int s, float *om, int64_t *oi,
@@ -406,139 +534,12 @@ static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, 
     return fc_max_rows_avx512_in(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
 }
 
-/* One max window with bounds checks, dilation 1 along W and dh along H: PyTorch's loop
- * element for element (first maximum wins, NaN propagates; a window holding no element
- * gives -inf and the index of its first tap). oi == NULL: no index. */
-static inline void fc_max_window_f32(const float *xp, Py_ssize_t H, Py_ssize_t W,
-                                     Py_ssize_t h0, Py_ssize_t w0, int kh, int kw, int dh,
-                                     float *om, int64_t *oi)
-{
-    Py_ssize_t h1 = h0 + (Py_ssize_t)(kh - 1) * dh + 1, w1 = w0 + kw, ih, iw, mi;
-    float m = -INFINITY, v;
-    if (h0 < 0)
-        h0 += ((-h0 + dh - 1) / dh) * dh;
-    if (w0 < 0)
-        w0 = 0;
-    if (h1 > H)
-        h1 = H;
-    if (w1 > W)
-        w1 = W;
-    mi = h0 * W + w0;
-    for (ih = h0; ih < h1; ih += dh)
-        for (iw = w0; iw < w1; iw++) {
-            v = xp[ih * W + iw];
-            if (v > m || v != v) {
-                m = v;
-                mi = ih * W + iw;
-            }
-        }
-    *om = m;
-    if (oi)
-        *oi = mi;
-}
+#define PM_ATTR FC_AVX512
+#define PM(name) name##_avx512
+#define PM_VALS fc_max_vals_in
+#define PM_ROWS fc_max_rows_avx512_in
+#include "_pool_max_plane.h"
 
-/* A whole plane with AVX-512: the row kernel above on the interior windows [lo, hi) of
- * every output row (at least 16 of them), fc_max_window_f32 on the border windows and on
- * every window of a row that read a NaN. Same results as the row-by-row path of pool2d.pyx,
- * without its per-row calls (they cost more than the SIMD work on 32-wide planes).
- * k x k windows, k = 2 or 3; stride s = 1 or 2 and dilation 1 along W. */
-/* The next plane (the thread's next iteration, most of the time) is prefetched as a plane is
- * done, a share per output row: planes of a few KB are a page or two each, and the hardware
- * prefetchers stop at page boundaries, so each plane would otherwise start with cache misses.
- * Prefetches past the end of the data are harmless (they never fault). */
-typedef struct { const char *next; Py_ssize_t at, step, end; } fc_plane_pf;
-
-static inline __attribute__((always_inline)) void fc_plane_pf_row(fc_plane_pf *pf)
-{
-    for (Py_ssize_t e = pf->at + pf->step; pf->at < e && pf->at < pf->end; pf->at += 64)
-        _mm_prefetch(pf->next + pf->at, _MM_HINT_T0);
-}
-
-/* Values only, output rows [oh0, oh1) whose K window rows are all inside the input: the row
- * pointers and the tap pattern are constants of the loop (K, S constant at each call). */
-static inline __attribute__((always_inline)) FC_AVX512 void
-fc_max_vals_rows_in(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OW, int K,
-                    int S, int sh, int ph, int pw, int dh, Py_ssize_t oh0, Py_ssize_t oh1,
-                    Py_ssize_t lo, Py_ssize_t hi, float *op, fc_plane_pf *pf)
-{
-    for (Py_ssize_t oh = oh0; oh < oh1; oh++) {
-        const float *r[3];
-        float *om = op + oh * OW;
-        Py_ssize_t ow, h0 = oh * sh - ph;
-        fc_plane_pf_row(pf);
-        for (int i = 0; i < K; i++)
-            r[i] = xp + (h0 + (Py_ssize_t)i * dh) * W;
-        if (fc_max_vals_in(r, K, K, S, om, lo, hi, -pw) < 0) {
-            for (ow = 0; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
-        } else {
-            for (ow = 0; ow < lo; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
-            for (ow = hi; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
-        }
-    }
-}
-
-static FC_AVX512 void fc_max_plane_avx512(const float *xp, Py_ssize_t H, Py_ssize_t W,
-                                          Py_ssize_t OH, Py_ssize_t OW, int k, int sh,
-                                          int s, int ph, int pw, int dh, Py_ssize_t lo,
-                                          Py_ssize_t hi, float *op, int64_t *ip)
-{
-    fc_plane_pf pf = {(const char *)(xp + H * W), 0, 0, H * W * (Py_ssize_t)sizeof(float)};
-    /* values only: the rows with all k window rows inside go through the loop above */
-    Py_ssize_t oh0 = 0, oh1 = 0, last = H - 1 - (Py_ssize_t)(k - 1) * dh + ph;
-    pf.step = (pf.end + OH - 1) / OH;
-    if (ip == NULL && last >= 0) {
-        oh0 = (ph + sh - 1) / sh;
-        oh1 = last / sh + 1 < OH ? last / sh + 1 : OH;
-        if (oh0 > oh1)
-            oh0 = oh1;
-        if (k == 3)
-            s == 2 ? fc_max_vals_rows_in(xp, H, W, OW, 3, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf)
-                   : fc_max_vals_rows_in(xp, H, W, OW, 3, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
-        else
-            s == 2 ? fc_max_vals_rows_in(xp, H, W, OW, 2, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf)
-                   : fc_max_vals_rows_in(xp, H, W, OW, 2, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
-    }
-    for (Py_ssize_t oh = 0; oh < OH; oh++) {
-        float *om = op + oh * OW;
-        int64_t *oi = ip ? ip + oh * OW : NULL;
-        const float *r[3];
-        int rel[3], nr = 0;
-        Py_ssize_t first = 0, ow, done = -1, h0 = oh * sh - ph;
-        if (oh0 <= oh && oh < oh1)
-            continue;
-        fc_plane_pf_row(&pf);
-        for (int i = 0; i < k; i++) {
-            Py_ssize_t ih = h0 + (Py_ssize_t)i * dh;
-            if (0 <= ih && ih < H) {
-                if (nr == 0)
-                    first = ih;
-                r[nr] = xp + ih * W;
-                rel[nr] = (int)((ih - first) * W);
-                nr++;
-            }
-        }
-        if (nr > 0) {
-            if (k == 3)
-                done = s == 2 ? fc_max_rows_avx512_in(r, rel, nr, 3, 2, om, oi, lo, hi, -pw, first * W)
-                              : fc_max_rows_avx512_in(r, rel, nr, 3, 1, om, oi, lo, hi, -pw, first * W);
-            else
-                done = s == 2 ? fc_max_rows_avx512_in(r, rel, nr, 2, 2, om, oi, lo, hi, -pw, first * W)
-                              : fc_max_rows_avx512_in(r, rel, nr, 2, 1, om, oi, lo, hi, -pw, first * W);
-        }
-        if (done < 0) {
-            for (ow = 0; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
-        } else {
-            for (ow = 0; ow < lo; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
-            for (ow = hi; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
-        }
-    }
-}
 #endif  /* FC_POOL_X86 */
 
 static Py_ssize_t fc_max_rows_f32(const float **r, const int *rel, int nr, int kw, int s,
@@ -558,15 +559,20 @@ static Py_ssize_t fc_max_rows_f32(const float **r, const int *rel, int nr, int k
     return lo;
 }
 
-/* The plane path: returns 0 when it did the plane, -1 when the caller must (AVX-512 not
- * active, or fewer than 16 interior windows per row). */
+/* The plane path: returns 0 when it did the plane, -1 when the caller must (neither AVX-512
+ * nor AVX2 active, or fewer interior windows per row than one vector holds). */
 static int fc_max_plane_f32(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                             Py_ssize_t OW, int k, int sh, int s, int ph, int pw, int dh,
                             Py_ssize_t lo, Py_ssize_t hi, float *op, int64_t *ip)
 {
 #if FC_POOL_X86
-    if (hi - lo >= 16 && fc_pool_target() == FC_POOL_AVX512) {
+    int t = fc_pool_target();
+    if (hi - lo >= 16 && t == FC_POOL_AVX512) {
         fc_max_plane_avx512(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
+        return 0;
+    }
+    if (hi - lo >= 8 && t == FC_POOL_AVX2) {
+        fc_max_plane_avx2(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
         return 0;
     }
 #endif

@@ -4,12 +4,28 @@ import time
 import numpy as np
 
 
-def median_ms(fn, repeat=5, warmup=1, budget_s=None):
-    """Median wall time of ``fn()`` in milliseconds over ``repeat`` runs after ``warmup``.
+def _settle(fn, calls, settle_ms):
+    """Untimed calls of ``fn``: ``calls`` of them, and more until ``settle_ms`` have passed.
+
+    After another library's call its OpenMP threads still spin for a while and take the
+    cores (PyTorch's for some 0.1-1 ms), and a thread that has slept is slow to wake: a
+    sub-millisecond call timed right after a switch measures that, not the op. Calls that
+    follow a millisecond of the same library's calls measure the op as a network's loop
+    runs it (measured for global average pooling on the 2-core Zen 3 VM, 2 threads: 0.081
+    ms right after a PyTorch call, 0.056 after ten of its own, 0.053 in a loop of its own)."""
+    start = time.perf_counter()
+    done = 0
+    while done < calls or (time.perf_counter() - start) * 1e3 < settle_ms:
+        fn()
+        done += 1
+
+
+def median_ms(fn, repeat=5, warmup=1, budget_s=None, settle_ms=0.0):
+    """Median wall time of ``fn()`` in milliseconds over ``repeat`` runs after ``warmup``
+    untimed ones (and more until ``settle_ms`` have passed: :func:`_settle`).
 
     ``budget_s`` caps the total time: once spent, fewer repeats are taken (at least one)."""
-    for _ in range(warmup):
-        fn()
+    _settle(fn, warmup, settle_ms)
     times = []
     start = time.perf_counter()
     for _ in range(max(1, repeat)):
@@ -21,11 +37,14 @@ def median_ms(fn, repeat=5, warmup=1, budget_s=None):
     return 1e3 * float(np.median(times))
 
 
-def interleaved_ms(fns, repeat=5, warmup=1):
+def interleaved_ms(fns, repeat=5, warmup=1, settle_ms=0.0):
     """Median wall times (ms) of several callables timed in alternation: one repeat runs
     each once, in forward order on even repeats and reverse order on odd ones. Slow phases
     of a shared machine (another process taking a core for a while) then hit every callable
-    alike, so their ratios stay meaningful even when the absolute times do not."""
+    alike, so their ratios stay meaningful even when the absolute times do not.
+    ``settle_ms`` > 0: before each timed call, untimed calls of the same callable for that
+    long (at least one), so that the call is not timed against the previous library's
+    spinning threads (:func:`_settle`; for sub-millisecond ops)."""
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -33,6 +52,8 @@ def interleaved_ms(fns, repeat=5, warmup=1):
     for r in range(max(1, repeat)):
         order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
         for i in order:
+            if settle_ms > 0:
+                _settle(fns[i], 1, settle_ms)
             t0 = time.perf_counter()
             fns[i]()
             times[i].append(time.perf_counter() - t0)

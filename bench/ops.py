@@ -19,6 +19,9 @@ from fastconv.reference import pool as ref_pool
 from ._timing import median_ms, memory_probe, try_import_torch
 
 F32 = 4
+# untimed calls of the same library before timing (bench._timing._settle): another
+# library's spinning threads would otherwise be timed with these sub-millisecond ops
+SETTLE_MS = 1.0
 
 
 class Op:
@@ -191,13 +194,14 @@ def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=Tru
             continue
         nbytes = op.bytes()
         with fc.no_grad():
-            ours = [median_ms(op.fc_forward(), repeat)]
-        ours.append(median_ms(op.fc_backward(), repeat))
+            ours = [median_ms(op.fc_forward(), repeat, settle_ms=SETTLE_MS)]
+        ours.append(median_ms(op.fc_backward(), repeat, settle_ms=SETTLE_MS))
         base = {}
         if with_reference:
-            base["numpy"] = [median_ms(f, min(repeat, 3), budget_s=10) for f in op.ref_fns()]
+            base["numpy"] = [median_ms(f, repeat, budget_s=10) for f in op.ref_fns()]
         if torch is not None:
-            base["torch"] = [median_ms(f, repeat) for f in op.torch_fns(torch)]
+            base["torch"] = [median_ms(f, repeat, settle_ms=SETTLE_MS)
+                             for f in op.torch_fns(torch)]
         for i, pass_name in enumerate(("fwd", "bwd")):
             row = {"op": op.name, "shape": op.shape, "pass": pass_name, "ms": ours[i],
                    "gbps": nbytes[i] / ours[i] / 1e6, "threads": threads}

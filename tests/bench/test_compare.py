@@ -101,6 +101,31 @@ def test_interleaved_ms_alternates_and_takes_medians(monkeypatch):
         pytest.approx(0.5)
 
 
+def test_interleaved_ms_settles_before_each_timed_call(monkeypatch):
+    """settle_ms: untimed calls of the same callable until that long has passed (at least
+    one), then the timed call; the other callable's calls never come in between."""
+    clock = _FakeClock()
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=clock))
+    calls = []
+
+    def timed(name, cost_ms):
+        def fn():
+            calls.append(name)
+            clock.now += cost_ms / 1e3
+        return fn
+
+    t_ours, t_theirs = timing.interleaved_ms([timed("fc", 0.4), timed("torch", 3.0)],
+                                             repeat=2, warmup=1, settle_ms=1.0)
+    # warm-ups; then 3 settling calls of 0.4 ms (1.2 >= 1) + the timed one, 1 of 3 ms + 1
+    assert calls == (["fc", "torch"] + ["fc"] * 4 + ["torch"] * 2
+                     + ["torch"] * 2 + ["fc"] * 4)
+    assert t_ours == pytest.approx(0.4) and t_theirs == pytest.approx(3.0)
+    calls.clear()
+    assert timing.median_ms(timed("fc", 0.3), repeat=2, warmup=1, settle_ms=1.0) == \
+        pytest.approx(0.3)
+    assert calls == ["fc"] * (4 + 2)
+
+
 def test_probe_verdict():
     ok = compare.probe_verdict({"gflops_1t": 60.0, "gflops": 118.0, "threads": 2,
                                 "scaling": 118 / 60})

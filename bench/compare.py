@@ -16,11 +16,12 @@ memory  peak resident memory (VmHWM) while training resnet20 at batch 64, each l
 Both libraries run on the same arrays with the same thread count, timed interleaved
 (:func:`bench._timing.interleaved_ms`: alternate repeats, median of repeats), so a phase
 where another process holds a core slows both alike. In the ops table (sub-millisecond
-calls) each timed call follows SETTLE_MS of untimed calls of the same library, so that it is
-not timed against the other library's still-spinning threads (:func:`bench._timing._settle`). ``ratio`` is fastconv's time (or
-memory) over PyTorch's: below 1, fastconv is ahead. Each table ends with the geometric mean
-of its ratios. A 1-thread and a T-thread GEMM probe before and after tell whether T threads
-really had T cores. Before the ops table, a memory probe (a parallel STREAM copy) measures
+calls) each timed call follows ``bench.ops.SETTLE_MS`` of untimed calls of the same
+library, so that it is not timed against the other library's still-spinning threads
+(:func:`bench._timing._settle`). ``ratio`` is fastconv's time (or memory) over PyTorch's:
+below 1, fastconv is ahead. Each table ends with the geometric mean of its ratios. A
+1-thread and a T-thread GEMM probe before and after tell whether T threads really had T
+cores. Before the ops table, a memory probe (a parallel STREAM copy) measures
 the memory bandwidth at 1 and T threads; the ops table's "fc cp" column is fastconv's GB/s
 as a fraction of it (its "pk" columns are fractions of the nominal per-core figure below).
 """
@@ -40,7 +41,6 @@ from ._timing import gemm_probe, interleaved_ms, memory_probe, try_import_torch
 # of memory bandwidth per core. Elsewhere, set FASTCONV_PEAK_GFLOPS / FASTCONV_MEM_GBPS (per
 # core) or pass --peak-gflops / --mem-gbps; the "% peak" columns scale with the threads.
 PEAK_GFLOPS_PER_CORE = 118.0
-SETTLE_MS = 1.0
 MEM_GBPS_PER_CORE = 26.0
 
 TABLES = ("conv", "ops", "train", "eval", "memory")
@@ -214,7 +214,8 @@ def ops_rows(torch, peaks, repeat, layers=None, cases=None, copy_gbps=None, emit
         for pass_, fc_fn, torch_fn, nbytes in (
                 ("fwd", _no_grad(op.fc_forward()), t_fwd, fwd_bytes),
                 ("bwd", op.fc_backward(), t_bwd, bwd_bytes)):
-            ours, theirs = interleaved_ms([fc_fn, torch_fn], repeat, settle_ms=SETTLE_MS)
+            ours, theirs = interleaved_ms([fc_fn, torch_fn], repeat,
+                                         settle_ms=ops_suite.SETTLE_MS)
             rows.append(make_row("ops", op.name, pass_, ours, theirs, peaks, nbytes=nbytes,
                                  shape=list(op.shape)))
             if copy_gbps:

@@ -469,7 +469,6 @@ fc_max_vals_in(const float **r, int nr, int kw, int s, float *om, Py_ssize_t lo,
     }
 }
 
-
 static FC_AVX512 Py_ssize_t fc_max_vals_avx512(const float **r, int nr, int kw, int s,
                                                float *om, Py_ssize_t lo, Py_ssize_t hi,
                                                Py_ssize_t off)

@@ -192,6 +192,21 @@ static inline __attribute__((always_inline)) void fc_plane_pf_row(fc_plane_pf *p
         _mm_prefetch(pf->next + pf->at, _MM_HINT_T0);
 }
 
+/* The SSE2 row kernel in the values-only kernels' signature (for the plane body below):
+ * indices are not stored, so the rows' offsets are not needed (zeros) */
+static Py_ssize_t fc_max_vals_sse2(const float **r, int nr, int kw, int s, float *om,
+                                   Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off)
+{
+    static const int rel[3] = {0, 0, 0};
+    return fc_max_rows_sse2(r, rel, nr, kw, s, om, NULL, lo, hi, off, 0);
+}
+
+#define PM_ATTR
+#define PM(name) name##_sse2
+#define PM_VALS fc_max_vals_sse2
+#define PM_ROWS fc_max_rows_sse2
+#include "_pool_max_plane.h"
+
 /* The values-only kernels FN(r, nr, kw, s, ...) with nr, kw and s as constants, one case
  * per valid (nr <= kw, kw = 2 or 3, s = 1 or 2), keyed by nr * 4 + (kw - 2) * 2 + s - 1. */
 #define FC_VALS_CASE(FN, NR, KW, S) \
@@ -558,8 +573,9 @@ static Py_ssize_t fc_max_rows_f32(const float **r, const int *rel, int nr, int k
     return lo;
 }
 
-/* The plane path: returns 0 when it did the plane, -1 when the caller must (neither AVX-512
- * nor AVX2 active, or fewer interior windows per row than one vector holds). */
+/* The plane path: returns 0 when it did the plane, -1 when the caller must (the portable
+ * path forced, or fewer than 4 interior windows per row). Each path takes rows of at least
+ * one of its vectors; shorter ones go through the SSE2 body. */
 static int fc_max_plane_f32(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                             Py_ssize_t OW, int k, int sh, int s, int ph, int pw, int dh,
                             Py_ssize_t lo, Py_ssize_t hi, float *op, int64_t *ip)
@@ -572,6 +588,10 @@ static int fc_max_plane_f32(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssiz
     }
     if (hi - lo >= 8 && t == FC_POOL_AVX2) {
         fc_max_plane_avx2(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
+        return 0;
+    }
+    if (hi - lo >= 4 && t <= FC_POOL_SSE2) {   /* SSE2, or rows too short for the above */
+        fc_max_plane_sse2(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
         return 0;
     }
 #endif

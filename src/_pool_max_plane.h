@@ -1,5 +1,5 @@
 /* The whole-plane max pooling body of src/_pool_max.h, included there once per SIMD path
- * (AVX-512, AVX2). The includer defines PM_ATTR (the target attribute), PM(name) (name
+ * (AVX-512, AVX2, SSE2). The includer defines PM_ATTR (the target attribute), PM(name) (name
  * mangling), PM_VALS (the values-only row kernel, constant nr, kw and s) and PM_ROWS (the row
  * kernel with indices); this file undefines them. */
 

@@ -139,7 +139,7 @@ cdef void _max_plane(const Geom* g, const floating* xp, floating* op, int64_t* i
     if fast:
         _interior_cols(g, &lo, &hi)
         fast = lo < hi
-    if floating is float:   # the whole plane in C when it can (AVX-512/AVX2, a vector a row)
+    if floating is float:   # the whole plane in C when it can (x86, >= 4 windows a row)
         if fast and (g.sw == 1 or g.sw == 2) and fc_max_plane_f32(
                 xp, g.H, g.W, g.OH, g.OW, <int>g.kw, <int>g.sh, <int>g.sw, <int>g.ph,
                 <int>g.pw, <int>g.dh, lo, hi, op, NULL if irow_stride == 0 else ip) == 0:

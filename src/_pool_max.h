@@ -1,12 +1,13 @@
 /* Row kernels of float32 max pooling (2x2 and 3x3 windows, stride 1 or 2, dilation 1 along
  * W), included from src/pool2d.pyx. Built with the package's plain -O3 (no -march): the
  * AVX-512 and AVX2 bodies carry target attributes and run only after __builtin_cpu_supports
- * said yes; SSE2 is the x86-64 baseline; elsewhere (or forced) the Cython loop does the row.
+ * said yes; SSE2 is the x86-64 baseline; elsewhere (or forced) pool2d.pyx's loops do it.
  * FASTCONV_POOL_TARGET=avx2|sse2|generic in the environment (read once) forces a lower path,
  * for testing every path on one machine.
  *
- * Contract of fc_max_rows_f32 (the same for every path): oi == NULL stores no index (values
- * only; AVX-512 and AVX2 then reduce with a max tree). Windows ow in [lo, hi) over the nr
+ * pool2d.pyx calls fc_max_plane_f32 (at the end), which runs one plane with the widest
+ * path that fits. Contract of the row kernels fc_max_rows_* (the same for every path):
+ * oi == NULL stores no index (values only; AVX-512 and AVX2 then reduce with a max tree). Windows ow in [lo, hi) over the nr
  * valid window rows r[i] (offset rel[i] from r[0]), window ow starting at column s*ow + off
  * with all its kw taps inside the row. Each window
  * is folded row by row, each row left to right with strict >, so the FIRST maximum in
@@ -14,8 +15,8 @@
  * read. V windows are done at a time (stride 2: even and odd columns split with shuffles);
  * the last group overlaps the previous one (it recomputes the same values). The folds assume
  * no NaN ("v > best or v is NaN" is then "v > best") and OR an unordered compare of every
- * tap vector on the side: if any tap was NaN the row returns -1 and pool2d.pyx redoes it
- * with the per-window loop, which propagates NaN. So the data are read once, with no NaN
+ * tap vector on the side: if any tap was NaN the row returns -1 and the plane body redoes
+ * it with the per-window loop (fc_max_window_f32), which propagates NaN. So the data are read once, with no NaN
  * pre-pass. Otherwise returns the first ow not done: hi, or lo when the row is too short.
  */
 #ifndef FC_POOL_MAX_H
@@ -540,14 +541,6 @@ static inline __attribute__((always_inline)) FC_AVX512 Py_ssize_t fc_max_rows_av
     }
 }
 
-static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, int nr,
-                                               int kw, int s, float *om, int64_t *oi,
-                                               Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
-                                               Py_ssize_t base)
-{
-    return fc_max_rows_avx512_in(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
-}
-
 #define PM_ATTR FC_AVX512
 #define PM(name) name##_avx512
 #define PM_VALS fc_max_vals_in
@@ -556,26 +549,10 @@ static FC_AVX512 Py_ssize_t fc_max_rows_avx512(const float **r, const int *rel, 
 
 #endif  /* FC_POOL_X86 */
 
-static Py_ssize_t fc_max_rows_f32(const float **r, const int *rel, int nr, int kw, int s,
-                                  float *om, int64_t *oi, Py_ssize_t lo, Py_ssize_t hi,
-                                  Py_ssize_t off, Py_ssize_t base)
-{
-#if FC_POOL_X86
-    switch (fc_pool_target()) {
-    case FC_POOL_AVX512:
-        return fc_max_rows_avx512(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
-    case FC_POOL_AVX2:
-        return fc_max_rows_avx2(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
-    case FC_POOL_SSE2:
-        return fc_max_rows_sse2(r, rel, nr, kw, s, om, oi, lo, hi, off, base);
-    }
-#endif
-    return lo;
-}
-
 /* The plane path: returns 0 when it did the plane, -1 when the caller must (the portable
- * path forced, or fewer than 4 interior windows per row). Each path takes rows of at least
- * one of its vectors; shorter ones go through the SSE2 body. */
+ * path forced, or fewer than 4 interior windows per row). It takes the widest body whose
+ * vector the rows fill, up to the CPU's (or the forced) target: AVX-512 >= 16 windows,
+ * AVX2 >= 8 (every AVX-512 CPU has AVX2), SSE2 >= 4. */
 static int fc_max_plane_f32(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                             Py_ssize_t OW, int k, int sh, int s, int ph, int pw, int dh,
                             Py_ssize_t lo, Py_ssize_t hi, float *op, int64_t *ip)
@@ -586,11 +563,11 @@ static int fc_max_plane_f32(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssiz
         fc_max_plane_avx512(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
         return 0;
     }
-    if (hi - lo >= 8 && t == FC_POOL_AVX2) {
+    if (hi - lo >= 8 && t <= FC_POOL_AVX2) {
         fc_max_plane_avx2(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
         return 0;
     }
-    if (hi - lo >= 4 && t <= FC_POOL_SSE2) {   /* SSE2, or rows too short for the above */
+    if (hi - lo >= 4 && t <= FC_POOL_SSE2) {
         fc_max_plane_sse2(xp, H, W, OH, OW, k, sh, s, ph, pw, dh, lo, hi, op, ip);
         return 0;
     }

@@ -70,12 +70,10 @@ cdef extern from "_pool_avg.h":
 
 # ----------------------------------------------------------------------------- max forward
 
-# Float32 row kernels with run-time ISA dispatch (AVX-512, AVX2, SSE2; contract in the
-# header). They return the first window not done, and the Cython loop below does the rest.
+# Float32 planes of 2x2 / 3x3 windows with run-time ISA dispatch (AVX-512, AVX2, SSE2;
+# contract in the header); the Cython loops below do everything else (float64, the
+# portable path, other windows, rows of fewer than 4 interior windows).
 cdef extern from "_pool_max.h":
-    Py_ssize_t fc_max_rows_f32(const float** r, const int* rel, int nr, int kw, int s,
-                               float* om, int64_t* oi, Py_ssize_t lo, Py_ssize_t hi,
-                               Py_ssize_t off, Py_ssize_t base) noexcept nogil
     int fc_max_plane_f32(const float* xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
                          Py_ssize_t OW, int k, int sh, int s, int ph, int pw, int dh,
                          Py_ssize_t lo, Py_ssize_t hi, float* op, int64_t* ip) noexcept nogil
@@ -90,20 +88,13 @@ def simd_target():
 
 cdef Py_ssize_t _max_row(const Geom* g, const floating** rows, const int* rel, int nr,
                          floating* om, int64_t* oi, Py_ssize_t lo, Py_ssize_t hi,
-                         Py_ssize_t base, bint values_only) noexcept nogil:
+                         Py_ssize_t base) noexcept nogil:
     """Windows ow in [lo, hi) of a 2x2 or 3x3 (dilation 1 along W) pooling, all columns
     inside, over the nr valid window rows. Returns -1, and leaves the row to the per-window
-    loop, when one of the rows holds a NaN; else 0. With values_only the SIMD kernels store
-    no index (oi is then a scratch row)."""
+    loop, when one of the rows holds a NaN; else 0."""
     cdef Py_ssize_t ow, c, s = g.sw, off = -g.pw
     cdef floating m
     cdef int k, i
-    if floating is float:
-        if s == 1 or s == 2:
-            lo = fc_max_rows_f32(rows, rel, nr, <int>g.kw, <int>s, om,
-                                 NULL if values_only else oi, lo, hi, off, base)
-            if lo < 0:
-                return -1
     if lo == hi:
         return 0
     for i in range(nr):
@@ -158,8 +149,7 @@ cdef void _max_plane(const Geom* g, const floating* xp, floating* op, int64_t* i
                     rows[nr] = xp + ih * g.W
                     rel[nr] = <int>((ih - first) * g.W)
                     nr += 1
-        if nr > 0 and _max_row(g, rows, rel, nr, orow, irow, lo, hi, first * g.W,
-                               irow_stride == 0) == 0:
+        if nr > 0 and _max_row(g, rows, rel, nr, orow, irow, lo, hi, first * g.W) == 0:
             for ow in range(lo):
                 _max_elem(g, xp, oh, ow, orow + ow, irow + ow)
             for ow in range(hi, g.OW):

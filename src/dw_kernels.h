@@ -5,7 +5,8 @@
  * Packed operands make every tap of every geometry (stride, padding, dilation, kernel size) a
  * contiguous run, so one kernel shape serves all passes:
  *   dw_pack   copies a plane into a zero-padded buffer, splitting columns into s phases
- *             (phase q holds columns q, q + s, ...): for the forward and the weight gradient,
+ *             (phase q holds columns q, q + s, ...), and prefetches what the caller names
+ *             next (dw_next): for the forward and the weight gradient,
  *             tap (kh, kw) of output row oh then reads a contiguous run of the packed input;
  *             for the input gradient a plain zero-padded copy of grad_out (s = 1) does it.
  *   dw_taps   out[r][i] = base + sum_t w[widx[t]] * src[r * lds + off[t] + i]
@@ -30,6 +31,33 @@
 #define DW_NB 4           /* vectors of an output row that dw_taps computes side by side */
 _Static_assert(DW_NB == 4, "dw_taps_chunk's switch covers 1 to 4 vectors");
 #define DW_PACK_MAXV 32   /* vectors of a packed row whose masks dw_pack keeps at once */
+
+/* Memory the caller reads after this plane (the next plane's input and grad_out): up to
+ * DW_NEXT regions, each prefetched by dw_pack a slice per source row (row ih of H: bytes
+ * [ih * row_bytes[k], (ih + 1) * row_bytes[k]) from p[k]; row_bytes[k] = 0: none), so that
+ * their fetch overlaps this plane's taps. The planes are a few KiB, and with the taps in
+ * between the hardware prefetcher's streams start too late. Zen 3, against no prefetch:
+ * mobilenet-sized forwards 0.62-0.75x the time, backwards 0.84-0.90x. Prefetching the
+ * outputs as well was slower, and spreading the prefetch over the taps' rows instead of the
+ * packing's gained nothing. */
+#define DW_NEXT 2
+typedef struct {
+    const void *p[DW_NEXT];
+    ptrdiff_t row_bytes[DW_NEXT];
+} dw_next;
+
+static inline void dw_prefetch_row(const dw_next *nx, ptrdiff_t ih)
+{
+#if defined(__GNUC__)
+    if (nx == NULL)
+        return;
+    for (int k = 0; k < DW_NEXT; ++k)
+        for (ptrdiff_t b = ih * nx->row_bytes[k], e = b + nx->row_bytes[k]; b < e; b += 64)
+            __builtin_prefetch((const char *)nx->p[k] + b, 0, 3);
+#else
+    (void)nx; (void)ih;
+#endif
+}
 
 /* ---------------------------------------------------------------- portable instantiations */
 #define DW_VL 0
@@ -271,9 +299,9 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define DW_ENTRY_POINTS(T, sfx)                                                            \
     static inline void dw_pack_##sfx(T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw,     \
                                      const T *src, ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0, \
-                                     ptrdiff_t c0, ptrdiff_t s)                            \
+                                     ptrdiff_t c0, ptrdiff_t s, const dw_next *nx)         \
     {                                                                                      \
-        DW_DISPATCH(pack, sfx, (buf, Hb, nq, Jw, src, H, W, r0, c0, s))                    \
+        DW_DISPATCH(pack, sfx, (buf, Hb, nq, Jw, src, H, W, r0, c0, s, nx))                \
     }                                                                                      \
     static inline void dw_unphase_##sfx(T *gx, ptrdiff_t H, ptrdiff_t W, const T *P,       \
                                         ptrdiff_t A, ptrdiff_t B, ptrdiff_t sh,            \

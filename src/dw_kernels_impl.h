@@ -16,10 +16,14 @@
 #if DW_VL == 0
 /* ------------------------------------------------------------------------ portable C */
 
-/* buf[r][q][j] = src[r - r0][j * s + q - c0], 0 outside src (H x W); r < Hb, q < nq, j < Jw. */
+/* buf[r][q][j] = src[r - r0][j * s + q - c0], 0 outside src (H x W); r < Hb, q < nq, j < Jw.
+ * nx (may be NULL): prefetched (dw_next); here all at once, the SIMD paths a slice per row. */
 static void DWN(pack)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw, const DW_T *src,
-                      ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0, ptrdiff_t c0, ptrdiff_t s)
+                      ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0, ptrdiff_t c0, ptrdiff_t s,
+                      const dw_next *nx)
 {
+    for (ptrdiff_t ih = 0; ih < H; ++ih)
+        dw_prefetch_row(nx, ih);
     for (ptrdiff_t q = 0; q < nq; ++q) {
         /* columns j with 0 <= j * s + q - c0 < W (divisions once per phase, not per row) */
         ptrdiff_t a = c0 - q, b = W + c0 - q;
@@ -162,7 +166,7 @@ static inline __attribute__((always_inline)) DW_ATTR DW_M DWN(lanes)(ptrdiff_t l
 static inline __attribute__((always_inline)) DW_ATTR void
 DWN(pack_cols)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw, ptrdiff_t Jn,
                const DW_T *src, ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0, ptrdiff_t c0,
-               ptrdiff_t s, DW_V z)
+               ptrdiff_t s, DW_V z, const dw_next *nx)
 {
     DW_M keep[DW_PACK_MAXV], la[DW_PACK_MAXV], lb[DW_PACK_MAXV];
     const ptrdiff_t nv = (Jn + DW_VL - 1) / DW_VL;
@@ -191,6 +195,7 @@ DWN(pack_cols)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw, ptrdiff_t Jn
                     DW_PACK_STORE(d + q * Jw + v * DW_VL, v, z);
             continue;
         }
+        dw_prefetch_row(nx, ih);
         const DW_T *x = src + ih * W - c0;
         if (s == 1) {
             for (ptrdiff_t v = 0; v < nv; ++v)
@@ -212,10 +217,10 @@ DWN(pack_cols)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw, ptrdiff_t Jn
  * lanes are never read (no fault), so the loads may start before a row or end after it. */
 static DW_ATTR void DWN(pack)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t Jw,
                               const DW_T *src, ptrdiff_t H, ptrdiff_t W, ptrdiff_t r0,
-                              ptrdiff_t c0, ptrdiff_t s)
+                              ptrdiff_t c0, ptrdiff_t s, const dw_next *nx)
 {
     if (s > 2 || nq != s) {
-        DWG(pack)(buf, Hb, nq, Jw, src, H, W, r0, c0, s);
+        DWG(pack)(buf, Hb, nq, Jw, src, H, W, r0, c0, s, nx);
         return;
     }
     const DW_V z = DW_ZERO();
@@ -224,10 +229,10 @@ static DW_ATTR void DWN(pack)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t J
         ptrdiff_t Jp = DW_PACK_MAXV * DW_VL;
         for (ptrdiff_t j0 = 0; j0 < Jw; j0 += Jp)
             DWN(pack_cols)(buf + j0, Hb, nq, Jw, Jw - j0 < Jp ? Jw - j0 : Jp, src, H, W, r0,
-                           c0 - s * j0, s, z);
+                           c0 - s * j0, s, z, j0 == 0 ? nx : NULL);
         return;
     }
-    DWN(pack_cols)(buf, Hb, nq, Jw, Jw, src, H, W, r0, c0, s, z);
+    DWN(pack_cols)(buf, Hb, nq, Jw, Jw, src, H, W, r0, c0, s, z, nx);
 }
 
 /* NV vectors of one output row side by side, each with its own accumulator: the 9 FMAs of a

@@ -92,8 +92,8 @@ cdef inline void _pack(floating *buf, Py_ssize_t Hb, Py_ssize_t nq, Py_ssize_t J
 
 
 # Planes below this many bytes are not prefetched (dw_next): the hardware prefetcher keeps up
-# with them, and the prefetches cost more than they save (16x16 float32 planes: 1.03-1.25x the
-# time without; 28x28 and larger: 0.6-0.95x).
+# with them, and the prefetches cost more than they save (Zen 3, 16x16 float32 planes:
+# 1.01-1.26x the time without; 28x28 and larger: 0.62-0.92x).
 DEF PREFETCH_MIN_BYTES = 2048
 
 
@@ -459,7 +459,7 @@ cdef int _backward_weight_block(const Geom* g, const floating* xp, const floatin
     for n in range(g.N):
         for ci in range(c0, c1):
             gy = gyp + n * gystep + ci * g.m * g.OH * g.OW
-            # the next (image, channel) of this block: its x, grad_out and grad_in planes
+            # the next (image, channel) of this block: its x and grad_out planes
             nn, cn = (n, ci + 1) if ci + 1 < c1 else (n + 1, c0)
             if nn < g.N:
                 _next(&nx, xp + nn * xstep + cn * nxp, g.W * sizeof(floating),

@@ -189,17 +189,17 @@ cdef object _input_tap_offsets(const Geom* g):
 cdef int _forward_planes(const Geom* g, const floating* xp, const floating* wp,
                          const floating* bias, const Py_ssize_t* widx,
                          const Py_ssize_t* off, Py_ssize_t ci, floating* op,
-                         bint last) noexcept nogil:
+                         const floating* x_next) noexcept nogil:
     """The m output planes of input plane xp (input channel ci; bias NULL: none), while the
-    next input plane is prefetched (unless ``last``: there is none). 1 if out of memory."""
-    cdef Py_ssize_t j, co, KK = g.kH * g.kW, nxp = g.H * g.W
+    input plane x_next is prefetched (NULL: none). 1 if out of memory."""
+    cdef Py_ssize_t j, co, KK = g.kH * g.kW
     cdef floating* buf = <floating*>fc_scratch(0, g.Hp * g.RS * sizeof(floating))
-    cdef dw_next nx
+    cdef dw_next nx   # on this call's stack: one per thread
     if buf == NULL:
         return 1
-    _next(&nx, xp + nxp, g.W * sizeof(floating), NULL, 0)
+    _next(&nx, x_next, g.W * sizeof(floating), NULL, 0)
     _pack(buf, g.Hp, g.sw, g.Jw, xp, g.H, g.W, g.ph, g.pw, g.sw,
-          NULL if last or nxp * sizeof(floating) < PREFETCH_MIN_BYTES else &nx)
+          &nx if x_next != NULL else NULL)
     for j in range(g.m):
         co = ci * g.m + j
         _taps(op + j * g.OH * g.OW, g.OW, g.OH, g.OW, buf, g.sh * g.RS, KK, wp + co * KK,
@@ -225,6 +225,7 @@ def forward(const floating[:, :, :, ::1] x,          # IN  (N, C_in, H, W)
     cdef const floating* wp
     cdef floating* op
     cdef floating b
+    cdef bint pf
     cdef int nfail = 0
     cdef bint has_bias = bias.shape[0] > 0
     cdef const floating* bp = &bias[0] if has_bias else NULL
@@ -248,12 +249,13 @@ def forward(const floating[:, :, :, ::1] x,          # IN  (N, C_in, H, W)
             op = &out[0, 0, 0, 0]
             xp = &x[0, 0, 0, 0]
             wp = &weight[0, 0, 0, 0]
+            pf = g.H * g.W * sizeof(floating) >= PREFETCH_MIN_BYTES
             for p in prange(P, num_threads=n_threads, schedule="static"):
                 n = p // g.C_in
                 ci = p % g.C_in
                 nfail += _forward_planes(&g, xp + p * g.H * g.W, wp, bp, &widx[0], &off[0],
                                          ci, op + (n * g.C_out + ci * g.m) * g.OH * g.OW,
-                                         p + 1 == P)
+                                         xp + (p + 1) * g.H * g.W if p + 1 < P and pf else NULL)
     if nfail:
         raise MemoryError("conv2d_depthwise.forward: out of memory for the packed input")
 
@@ -310,17 +312,20 @@ cdef object _phase_tables(const Geom* g, BwdIn* t):
 cdef int _backward_input_plane(const Geom* g, const BwdIn* t, const floating* gyp,
                                const floating* wp, const Py_ssize_t* nt,
                                const Py_ssize_t* widx, const Py_ssize_t* off,
-                               floating* gxp, const dw_next* nx) noexcept nogil:
+                               floating* gxp, const floating* gy_next) noexcept nogil:
     """gx plane of one input channel from its m grad_out planes gyp and filters wp; the
-    first grad_out plane's packing prefetches nx (NULL: nothing)."""
+    first grad_out plane's packing prefetches the m grad_out planes at gy_next (NULL: none),
+    a slice per row."""
     cdef Py_ssize_t j, qh, qw, ph, G = t.Gh * t.Gw, AB = t.A * t.B
     cdef floating* buf = <floating*>fc_scratch(0, g.m * G * sizeof(floating))
     cdef floating* phases
+    cdef dw_next nx   # on this call's stack: one per thread
     if buf == NULL:
         return 1
+    _next(&nx, gy_next, g.m * g.OW * sizeof(floating), NULL, 0)
     for j in range(g.m):
         _pack(buf + j * G, t.Gh, 1, t.Gw, gyp + j * g.OH * g.OW, g.OH, g.OW, t.Lh, t.Lw, 1,
-              nx if j == 0 else NULL)
+              &nx if j == 0 and gy_next != NULL else NULL)
     if g.sw <= 2:
         # rows of phase qh are rows qh, qh + sh, ... of gx: write them in place
         for qh in range(g.sh):
@@ -362,7 +367,7 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
     cdef const floating* gyp
     cdef const floating* wp
     cdef floating* gxp
-    cdef dw_next nx
+    cdef bint pf
     cdef int nfail = 0
     _geom(&g, grad_in.shape[0], grad_in.shape[1], grad_in.shape[2], grad_in.shape[3],
           grad_out.shape[1], grad_out.shape[2], grad_out.shape[3], weight.shape[2],
@@ -384,16 +389,15 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
             gyp = &grad_out[0, 0, 0, 0]
             wp = &weight[0, 0, 0, 0]
             ny = g.m * g.OH * g.OW   # grad_out values per input plane
+            pf = ny * sizeof(floating) >= PREFETCH_MIN_BYTES
             for p in prange(P, num_threads=n_threads, schedule="static"):
                 n = p // g.C_in
                 ci = p % g.C_in
-                # plane p + 1's grad_out planes follow plane p's: a slice of them per row of
-                # its first grad_out plane
-                _next(&nx, gyp + (p + 1) * ny, g.m * g.OW * sizeof(floating), NULL, 0)
+                # plane p + 1's grad_out planes follow plane p's
                 nfail += _backward_input_plane(
                     &g, &t, gyp + p * ny, wp + ci * g.m * g.kH * g.kW, &nt[0], &widx[0, 0],
                     &off[0, 0], gxp + p * g.H * g.W,
-                    NULL if p + 1 == P or ny * sizeof(floating) < PREFETCH_MIN_BYTES else &nx)
+                    gyp + (p + 1) * ny if p + 1 < P and pf else NULL)
     if nfail:
         raise MemoryError("conv2d_depthwise.backward_input: out of memory for the packed "
                           "grad_out")

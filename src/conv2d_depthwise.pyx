@@ -283,7 +283,8 @@ cdef object _phase_tables(const Geom* g, BwdIn* t):
     t.A = _ceil_div(g.H, g.sh)
     t.B = _ceil_div(g.W, g.sw)
     t.Gh = t.Lh + t.A + (g.sh - 1 + g.ph) // g.sh
-    t.Gw = t.Lw + t.B + (g.sw - 1 + g.pw) // g.sw
+    # rounded up to 16 values as the forward's Jw: whole-vector stores when packing
+    t.Gw = (t.Lw + t.B + (g.sw - 1 + g.pw) // g.sw + 15) // 16 * 16
     t.T = max(g.m * g.kH * g.kW, 1)
     nt = np.zeros(nph, np.intp)
     widx = np.zeros((nph, t.T), np.intp)

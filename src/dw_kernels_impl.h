@@ -237,31 +237,40 @@ static DW_ATTR void DWN(pack)(DW_T *buf, ptrdiff_t Hb, ptrdiff_t nq, ptrdiff_t J
 
 /* NV vectors of one output row side by side, each with its own accumulator: the 9 FMAs of a
  * 3x3 tap chain are serial (4 cycles each), so one vector at a time left the FMA units idle
- * most of the time. MASKED: the last vector's loads and stores go through mask m. */
+ * most of the time. TAIL, for the last vector: 0 a whole vector at (NV - 1) * DW_VL; 1 the
+ * same through mask m (loads and store); 2 a whole vector at column `last`, overlapping the
+ * one before it (its overlapped outputs are computed again, the same way, and stored again:
+ * the same bits; never with `accumulate`, which would add them twice); 3 loaded through mask
+ * m, stored whole (the lanes past the row land in rows the caller writes after this one). */
 static inline __attribute__((always_inline)) DW_ATTR void
 DWN(taps_row)(DW_T *o, const DW_T *x, const ptrdiff_t *off, const DW_V *wv, DW_V bv, DW_M m,
-              int accumulate, const int NT, const int NV, const int MASKED)
+              ptrdiff_t last, int accumulate, const int NT, const int NV, const int TAIL)
 {
+#define DW_AT(v) (TAIL == 2 && (v) == NV - 1 ? last : (v) * DW_VL)
+#define DW_MASKED(v) ((TAIL == 1 || TAIL == 3) && (v) == NV - 1)
     DW_V a[DW_NB];
     for (int v = 0; v < NV; ++v)
-        a[v] = !accumulate ? bv : MASKED && v == NV - 1 ? DW_MLOAD(o + v * DW_VL, m)
-                                                        : DW_LOAD(o + v * DW_VL);
+        a[v] = !accumulate ? bv : DW_MASKED(v) ? DW_MLOAD(o + DW_AT(v), m)
+                                               : DW_LOAD(o + DW_AT(v));
     for (int t = 0; t < NT; ++t)
         for (int v = 0; v < NV; ++v)
-            a[v] = DW_FMA(wv[t], MASKED && v == NV - 1 ? DW_MLOAD(x + off[t] + v * DW_VL, m)
-                                                       : DW_LOAD(x + off[t] + v * DW_VL), a[v]);
+            a[v] = DW_FMA(wv[t], DW_MASKED(v) ? DW_MLOAD(x + off[t] + DW_AT(v), m)
+                                              : DW_LOAD(x + off[t] + DW_AT(v)), a[v]);
     for (int v = 0; v < NV; ++v) {
-        if (MASKED && v == NV - 1)
-            DW_MSTORE(o + v * DW_VL, m, a[v]);
+        if (DW_MASKED(v) && TAIL == 1)
+            DW_MSTORE(o + DW_AT(v), m, a[v]);
         else
-            DW_STORE(o + v * DW_VL, a[v]);
+            DW_STORE(o + DW_AT(v), a[v]);
     }
+#undef DW_AT
+#undef DW_MASKED
 }
 
 /* Up to DW_CHUNK taps with their weights held in registers; NT is a literal for the common
  * tap counts (3x3 forward: 9; stride-2 backward_input phases: 4, 2, 1), so the tap loop
  * unrolls. A row goes in blocks of DW_NB vectors, then its last 1 to DW_NB vectors together
- * (the final one masked unless full). Each output is base + taps in order either way. */
+ * (the final one partial unless C is a multiple of DW_VL: see dw_taps_row's TAIL). Each
+ * output is base + taps in order either way. */
 static inline __attribute__((always_inline)) DW_ATTR void
 DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
                 ptrdiff_t lds, const DW_T *w, const ptrdiff_t *widx, const ptrdiff_t *off,
@@ -275,24 +284,30 @@ DWN(taps_chunk)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *
     const int nrem = (int)((C - nb + DW_VL - 1) / DW_VL);   /* 1..DW_NB when C > 0 */
     const DW_M m = DWN(lanes)(0, C - nb - (nrem - 1) * DW_VL);   /* the last vector's */
     const int full = (C - nb) % DW_VL == 0;
+    const int tail = full ? -nrem : !accumulate && C >= DW_VL ? 8 + nrem : nrem;
+    const ptrdiff_t last = C - nb - DW_VL;   /* TAIL 2: the last vector's column, from o + nb */
+    /* a row narrower than a vector, rows adjacent: a whole store whenever its spill stays in
+     * the rows below, which this call writes after it (TAIL 3) */
+    const int spill = tail == 1 && !accumulate && ldo == C;
     for (ptrdiff_t r = 0; r < R; ++r) {
         DW_T *o = out + r * ldo;
         const DW_T *x = src + r * lds;
         for (ptrdiff_t i = 0; i < nb; i += DW_NB * DW_VL)
-            DWN(taps_row)(o + i, x + i, off, wv, bv, m, accumulate, NT, DW_NB, 0);
+            DWN(taps_row)(o + i, x + i, off, wv, bv, m, 0, accumulate, NT, DW_NB, 0);
         o += nb;
         x += nb;
-        /* a full last vector goes unmasked (Zen runs AVX2 masked stores as microcode) */
-        switch (full ? -nrem : nrem) {
-        case 1: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 1, 1); break;
-        case 2: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 2, 1); break;
-        case 3: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 3, 1); break;
-        case 4: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 4, 1); break;
-        case -1: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 1, 0); break;
-        case -2: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 2, 0); break;
-        case -3: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 3, 0); break;
-        case -4: DWN(taps_row)(o, x, off, wv, bv, m, accumulate, NT, 4, 0); break;
+        /* A full last vector goes unmasked (Zen runs AVX2 masked stores as microcode, many
+         * times a plain store's cost); so does a partial one when the row has a whole vector
+         * to overlap (TAIL 2), unless accumulating. */
+#define DW_TAIL(n)                                                                          \
+        case n: DWN(taps_row)(o, x, off, wv, bv, m, 0, accumulate, NT, n, 1); break;        \
+        case -n: DWN(taps_row)(o, x, off, wv, bv, m, 0, accumulate, NT, n, 0); break;       \
+        case 8 + n: DWN(taps_row)(o, x, off, wv, bv, m, last, accumulate, NT, n, 2); break;
+        switch (spill && (R - r) * C >= DW_VL ? 16 : tail) {
+        DW_TAIL(1) DW_TAIL(2) DW_TAIL(3) DW_TAIL(4)
+        case 16: DWN(taps_row)(o, x, off, wv, bv, m, 0, accumulate, NT, 1, 3); break;
         }
+#undef DW_TAIL
     }
 }
 
@@ -327,6 +342,21 @@ static DW_ATTR void DWN(taps)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C
     } while (t0 < nt);
 }
 
+/* dw_taps2_body's output columns [2j, 2j + 2 * DW_VL) of one row: both column phases, then
+ * interleaved in registers. */
+static inline __attribute__((always_inline)) DW_ATTR void
+DWN(taps2_block)(DW_T *o, const DW_T *x, ptrdiff_t j, const DW_V *w0, const ptrdiff_t *off0,
+                 const DW_V *w1, const ptrdiff_t *off1, DW_V bv, const int NT0, const int NT1)
+{
+    DW_V a0 = bv, a1 = bv;
+    for (int t = 0; t < NT0; ++t)
+        a0 = DW_FMA(w0[t], DW_LOAD(x + off0[t] + j), a0);
+    for (int t = 0; t < NT1; ++t)
+        a1 = DW_FMA(w1[t], DW_LOAD(x + off1[t] + j), a1);
+    DW_STORE(o + 2 * j, DW_ZIPLO(a0, a1));
+    DW_STORE(o + 2 * j + DW_VL, DW_ZIPHI(a0, a1));
+}
+
 static inline __attribute__((always_inline)) DW_ATTR void
 DWN(taps2_body)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *src,
                 ptrdiff_t lds, const DW_T *w, const ptrdiff_t *widx0, const ptrdiff_t *off0,
@@ -344,16 +374,14 @@ DWN(taps2_body)(DW_T *out, ptrdiff_t ldo, ptrdiff_t R, ptrdiff_t C, const DW_T *
         DW_T *o = out + r * ldo;
         const DW_T *x = src + r * lds;
         ptrdiff_t j = 0;
-        for (; j + DW_VL <= B1; j += DW_VL) {     /* 2 * DW_VL whole output columns */
-            DW_V a0 = bv, a1 = bv;
-            for (int t = 0; t < NT0; ++t)
-                a0 = DW_FMA(w0[t], DW_LOAD(x + off0[t] + j), a0);
-            for (int t = 0; t < NT1; ++t)
-                a1 = DW_FMA(w1[t], DW_LOAD(x + off1[t] + j), a1);
-            DW_STORE(o + 2 * j, DW_ZIPLO(a0, a1));
-            DW_STORE(o + 2 * j + DW_VL, DW_ZIPHI(a0, a1));
-        }
-        if (j < B0) {
+        for (; j + DW_VL <= B1; j += DW_VL)      /* 2 * DW_VL whole output columns */
+            DWN(taps2_block)(o, x, j, w0, off0, w1, off1, bv, NT0, NT1);
+        if (j < B0 && B0 == B1 && B1 >= DW_VL) {
+            /* even C: the last 2 * DW_VL columns as a whole block, overlapping the one before
+             * it (its overlapped outputs computed again the same way: the same bits), rather
+             * than masked stores (microcode on Zen) */
+            DWN(taps2_block)(o, x, B1 - DW_VL, w0, off0, w1, off1, bv, NT0, NT1);
+        } else if (j < B0) {
             const DW_M m0 = DWN(lanes)(0, B0 - j), m1 = DWN(lanes)(0, B1 - j);
             DW_V a0 = bv, a1 = bv;
             for (int t = 0; t < NT0; ++t)

@@ -64,7 +64,10 @@ def _is_int(v):
 
 def _output_size(op, output_size, hw):
     """An int, a pair, or a pair holding None (= keep that input size), as PyTorch."""
-    if _is_int(output_size):
+    if (type(output_size) is tuple and len(output_size) == 2
+            and type(output_size[0]) is int and type(output_size[1]) is int):
+        out = output_size   # the common case, without the generic checks below
+    elif _is_int(output_size):
         out = (int(output_size), int(output_size))
     elif (isinstance(output_size, (tuple, list)) and len(output_size) == 2
           and all(v is None or _is_int(v) for v in output_size)):
@@ -377,11 +380,12 @@ def adaptive_avg_pool2d(input, output_size):
     (2, 8, 1, 1)
     """
     op = "adaptive_avg_pool2d"
-    _check_input(op, input)
-    out = _output_size(op, output_size, data_of(input).shape[-2:])
-    if _unbatched(input):
+    x = data_of(input)
+    _check_input(op, x)
+    out = _output_size(op, output_size, x.shape[-2:])
+    if x.ndim == 3:
         return _unbatch(adaptive_avg_pool2d(_batched(input), out))
-    _check_nonempty_plane(op, input)
+    _check_nonempty_plane(op, x)
     return _AdaptiveAvgPool2d.apply(input, out_hw=out)
 
 
@@ -408,11 +412,12 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     (1, 3, 2, 9)
     """
     op = "adaptive_max_pool2d"
-    _check_input(op, input)
-    out = _output_size(op, output_size, data_of(input).shape[-2:])
-    if _unbatched(input):
+    x = data_of(input)
+    _check_input(op, x)
+    out = _output_size(op, output_size, x.shape[-2:])
+    if x.ndim == 3:
         return _unbatch(adaptive_max_pool2d(_batched(input), out, return_indices))
-    _check_nonempty_plane(op, input)
+    _check_nonempty_plane(op, x)
     y, idx = _AdaptiveMaxPool2d.apply(input, out_hw=out)
     return (y, idx) if return_indices else y
 

@@ -181,6 +181,24 @@ static inline void fc_max_window_f32(const float *xp, Py_ssize_t H, Py_ssize_t W
         *oi = mi;
 }
 
+/* The windows of output row om (input rows from h0, stride s along W) that a row kernel left:
+ * all OW of them when it returned < 0 (a NaN in its rows, or too few windows), else the
+ * border windows [0, lo) and [hi, OW). oi == NULL: no index. */
+static inline __attribute__((always_inline)) void
+fc_max_row_rest_f32(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OW, Py_ssize_t h0,
+                    int k, int s, int pw, int dh, Py_ssize_t lo, Py_ssize_t hi,
+                    Py_ssize_t done, float *om, int64_t *oi)
+{
+    if (done < 0) {
+        lo = OW;
+        hi = OW;
+    }
+    for (Py_ssize_t ow = 0; ow < lo; ow++)
+        fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
+    for (Py_ssize_t ow = hi; ow < OW; ow++)
+        fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
+}
+
 /* The next plane (the thread's next iteration, most of the time) is prefetched as a plane is
  * done, a share per output row: planes of a few KB are a page or two each, and the hardware
  * prefetchers stop at page boundaries, so each plane would otherwise start with cache misses.

@@ -14,19 +14,12 @@ PM(fc_max_vals_rows_in)(const float *xp, Py_ssize_t H, Py_ssize_t W, Py_ssize_t 
     for (Py_ssize_t oh = oh0; oh < oh1; oh++) {
         const float *r[3];
         float *om = op + oh * OW;
-        Py_ssize_t ow, h0 = oh * sh - ph;
+        Py_ssize_t h0 = oh * sh - ph;
         fc_plane_pf_row(pf);
         for (int i = 0; i < K; i++)
             r[i] = xp + (h0 + (Py_ssize_t)i * dh) * W;
-        if (PM_VALS(r, K, K, S, om, lo, hi, -pw) < 0) {
-            for (ow = 0; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
-        } else {
-            for (ow = 0; ow < lo; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
-            for (ow = hi; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * S - pw, K, K, dh, om + ow, NULL);
-        }
+        fc_max_row_rest_f32(xp, H, W, OW, h0, K, S, pw, dh, lo, hi,
+                            PM_VALS(r, K, K, S, om, lo, hi, -pw), om, NULL);
     }
 }
 
@@ -62,7 +55,7 @@ static PM_ATTR void PM(fc_max_plane)(const float *xp, Py_ssize_t H, Py_ssize_t W
         int64_t *oi = ip ? ip + oh * OW : NULL;
         const float *r[3];
         int rel[3], nr = 0;
-        Py_ssize_t first = 0, ow, done = -1, h0 = oh * sh - ph;
+        Py_ssize_t first = 0, done = -1, h0 = oh * sh - ph;
         if (oh0 <= oh && oh < oh1)
             continue;
         fc_plane_pf_row(&pf);
@@ -84,15 +77,7 @@ static PM_ATTR void PM(fc_max_plane)(const float *xp, Py_ssize_t H, Py_ssize_t W
                 done = s == 2 ? PM_ROWS(r, rel, nr, 2, 2, om, oi, lo, hi, -pw, first * W)
                               : PM_ROWS(r, rel, nr, 2, 1, om, oi, lo, hi, -pw, first * W);
         }
-        if (done < 0) {
-            for (ow = 0; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
-        } else {
-            for (ow = 0; ow < lo; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
-            for (ow = hi; ow < OW; ow++)
-                fc_max_window_f32(xp, H, W, h0, ow * s - pw, k, k, dh, om + ow, oi ? oi + ow : NULL);
-        }
+        fc_max_row_rest_f32(xp, H, W, OW, h0, k, s, pw, dh, lo, hi, done, om, oi);
     }
 }
 

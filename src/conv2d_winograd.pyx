@@ -75,6 +75,11 @@ cdef extern from "winograd.h" nogil:
                                  double *M) noexcept
 
 
+cdef extern from "stride2_simd.h" nogil:
+    bint fc_stride2_copy_f32(const float *src, int64_t n, float *dst) noexcept
+    bint fc_interleave2_f32(float *dst, const float *a, const float *b, int64_t n) noexcept
+
+
 cdef extern from "winograd_wgrad.h" nogil:
     int64_t fc_wn_cpad(int64_t C) noexcept
     void fc_wn_wgrad_finish(const float *dU, int64_t K, int64_t C, int64_t k,
@@ -154,19 +159,32 @@ def _merge(const floating[:, :, :, ::1] p, floating[:, :, :, ::1] out, int dh, i
 cdef void phase_copy(floating *plane, floating *phases, Py_ssize_t n, Py_ssize_t c,
                      Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int dh, int dw,
                      bint to_phases) noexcept nogil:
-    """Plane (n, c) of the full image to (to_phases) or from its dh*dw phase images."""
+    """Plane (n, c) of the full image to (to_phases) or from its dh*dw phase images. Float32
+    rows with dw == 2 move both column phases at once by SIMD (stride2_simd.h)."""
     cdef Py_ssize_t r, q, h, w, Hs = H // dh, Ws = W // dw
     cdef floating *ph
+    cdef floating *row
+    cdef floating *p0
     for r in range(dh):
-        for q in range(dw):
-            ph = phases + (((n * dh + r) * dw + q) * C + c) * Hs * Ws
-            for h in range(Hs):
+        # phase images (n, r, q) for q < dw are consecutive: C planes apart
+        p0 = phases + ((n * dh + r) * dw * C + c) * Hs * Ws
+        for h in range(Hs):
+            row = plane + (h * dh + r) * W
+            if floating is float and dw == 2:
+                if to_phases:
+                    if fc_stride2_copy_f32(row, Ws, p0 + h * Ws) and \
+                            fc_stride2_copy_f32(row + 1, Ws, p0 + C * Hs * Ws + h * Ws):
+                        continue
+                elif fc_interleave2_f32(row, p0 + h * Ws, p0 + C * Hs * Ws + h * Ws, Ws):
+                    continue
+            for q in range(dw):
+                ph = p0 + q * C * Hs * Ws + h * Ws
                 if to_phases:
                     for w in range(Ws):
-                        ph[h * Ws + w] = plane[(h * dh + r) * W + w * dw + q]
+                        ph[w] = row[w * dw + q]
                 else:
                     for w in range(Ws):
-                        plane[(h * dh + r) * W + w * dw + q] = ph[h * Ws + w]
+                        row[w * dw + q] = ph[w]
 
 
 # images per chunk in the batch-parallel path: a chunk's packed input (4 phase planes per

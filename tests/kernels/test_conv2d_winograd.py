@@ -195,6 +195,7 @@ def test_public_ops_and_float64_gradients(padding, rng):
     (1, 4, 9, 8, 3, (3, 2), (3, 2)),       # different dilations per axis
     (3, 8, 12, 12, 8, (0, 0), (2, 2)),     # no padding
     (2, 3, 8, 8, 4, (4, 2), (2, 1)),       # dilation along one axis only
+    (2, 3, 6, 38, 4, (2, 2), (2, 2)),      # phases 19 wide: two SIMD blocks and a tail
 ])
 def test_dilation_runs_on_the_phases(case, dtype, rng):
     """A dilation dividing the input size and the padding: the reference and im2col for all
@@ -216,6 +217,24 @@ def test_dilation_runs_on_the_phases(case, dtype, rng):
     for other in got[1:]:
         for a, o in zip(got[0], other):
             np.testing.assert_array_equal(a, o)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [(2, 2), (3, 2), (2, 1), (1, 3)])
+@pytest.mark.parametrize("ws", [1, 7, 8, 9, 17, 24])
+def test_split_and_merge_are_the_phase_slices(ws, d, dtype, rng):
+    """_split gives image (n*dh + r)*dw + s = x[n, :, r::dh, s::dw] (the SIMD rows of dw 2
+    included: full vectors, tails, widths under one vector) and _merge puts them back."""
+    dh, dw = d
+    x = rng.standard_normal((2, 3, 3 * dh, ws * dw)).astype(dtype)
+    want = np.stack([x[n, :, r::dh, s::dw] for n in range(2) for r in range(dh)
+                     for s in range(dw)])
+    for t in (1, 2):
+        got = W._split(x, dh, dw, t)
+        np.testing.assert_array_equal(got, want)
+        back = np.full_like(x, np.nan)
+        W._merge(got, back, dh, dw, t)
+        np.testing.assert_array_equal(back, x)
 
 
 def test_dilation_must_divide_size_and_padding():

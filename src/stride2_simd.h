@@ -148,8 +148,9 @@ static inline int fc_stride2_copy_f32(const float *src, int64_t n, float *dst)
     return 0;
 }
 
-/* dst[2k] = a[k], dst[2k + 1] = b[k] for k < n (AVX2 bodies on AVX-512 CPUs too: a store
- * per 8 columns is already the memory's pace here). 1: done; 0: the caller must. */
+/* dst[2k] = a[k], dst[2k + 1] = b[k] for k < n (the AVX2 body on AVX-512 CPUs too: no
+ * AVX-512 body was written, as none could be run on the machine this was measured on).
+ * 1: done; 0: the caller must. */
 static inline int fc_interleave2_f32(float *dst, const float *a, const float *b, int64_t n)
 {
 #if FC_CPU_X86

@@ -162,29 +162,27 @@ cdef void phase_copy(floating *plane, floating *phases, Py_ssize_t n, Py_ssize_t
     """Plane (n, c) of the full image to (to_phases) or from its dh*dw phase images. Float32
     rows with dw == 2 move both column phases at once by SIMD (stride2_simd.h)."""
     cdef Py_ssize_t r, q, h, w, Hs = H // dh, Ws = W // dw
-    cdef floating *ph
+    cdef Py_ssize_t step = C * Hs * Ws   # phase image (n, r, q) to (n, r, q + 1)
     cdef floating *row
-    cdef floating *p0
+    cdef floating *ph
     for r in range(dh):
-        # phase images (n, r, q) for q < dw are consecutive: C planes apart
-        p0 = phases + ((n * dh + r) * dw * C + c) * Hs * Ws
         for h in range(Hs):
             row = plane + (h * dh + r) * W
+            ph = phases + ((n * dh + r) * dw * C + c) * Hs * Ws + h * Ws   # row h of q = 0
             if floating is float and dw == 2:
                 if to_phases:
-                    if fc_stride2_copy_f32(row, Ws, p0 + h * Ws) and \
-                            fc_stride2_copy_f32(row + 1, Ws, p0 + C * Hs * Ws + h * Ws):
+                    if fc_stride2_copy_f32(row, Ws, ph) and \
+                            fc_stride2_copy_f32(row + 1, Ws, ph + step):
                         continue
-                elif fc_interleave2_f32(row, p0 + h * Ws, p0 + C * Hs * Ws + h * Ws, Ws):
+                elif fc_interleave2_f32(row, ph, ph + step, Ws):
                     continue
             for q in range(dw):
-                ph = p0 + q * C * Hs * Ws + h * Ws
                 if to_phases:
                     for w in range(Ws):
-                        ph[w] = row[w * dw + q]
+                        ph[q * step + w] = row[w * dw + q]
                 else:
                     for w in range(Ws):
-                        row[w * dw + q] = ph[w]
+                        row[w * dw + q] = ph[q * step + w]
 
 
 # images per chunk in the batch-parallel path: a chunk's packed input (4 phase planes per

@@ -140,6 +140,42 @@ static void fc_plane_means_f32(const float *x, Py_ssize_t P, Py_ssize_t n, float
         out[p] = fc_plane_sum8_f32(x + p * n, n) / H / W;
 }
 
+/* fc_plane_fill_f32(gy, P, n, gx, H, W): gx[p * n + i] = gy[p] / H / W for i < n and the P
+ * planes p, the backward of the global average: whole planes of broadcast stores, a block of
+ * planes per call (the plain per-plane loop ran at 10 GB/s on 8x8 planes). */
+#if FC_POOL_X86
+static FC_AVX2 void fc_plane_fill_avx2(const float *gy, Py_ssize_t P, Py_ssize_t n, float *gx,
+                                       float H, float W)
+{
+    Py_ssize_t nv = n - n % 8;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - nv)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (Py_ssize_t p = 0; p < P; p++, gx += n) {
+        const __m256 v = _mm256_set1_ps(gy[p] / H / W);
+        for (Py_ssize_t i = 0; i < nv; i += 8)
+            _mm256_storeu_ps(gx + i, v);
+        if (nv < n)
+            _mm256_maskstore_ps(gx + nv, tail, v);
+    }
+}
+#endif
+
+static void fc_plane_fill_f32(const float *gy, Py_ssize_t P, Py_ssize_t n, float *gx, float H,
+                              float W)
+{
+#if FC_POOL_X86
+    if (fc_pool_target() <= FC_POOL_AVX2) {   /* AVX-512 too: the 8-wide body is enough */
+        fc_plane_fill_avx2(gy, P, n, gx, H, W);
+        return;
+    }
+#endif
+    for (Py_ssize_t p = 0; p < P; p++, gx += n) {
+        const float v = gy[p] / H / W;
+        for (Py_ssize_t i = 0; i < n; i++)
+            gx[i] = v;
+    }
+}
+
 /* 2x2 stride-2 average, forward: a plane's interior windows (every tap inside: rows
  * [r_lo, r_hi) of the output, columns [lo, hi), at least 16 of them), each summed in
  * PyTorch's order ((x00 + x01) + x10) + x11 and divided by div; the caller does the border

@@ -1,13 +1,14 @@
 /* Float32 max-pooling backward for 2x2 stride-2 windows that tile the plane (no padding or
- * dilation), with the run-time ISA choice of _pool_max.h; included from src/pool2d.pyx.
+ * dilation), with the run-time ISA choice of _pool_max.h (AVX-512 or AVX2); included from
+ * src/pool2d.pyx.
  *
  * Each input element is a tap of at most one window, so instead of zeroing the plane and
  * scattering grad_out through the indices, every grad_in row is written once, in order:
  * tap t of window (oh, ow) gets grad_out[oh, ow] where the window's argmax is t, else 0
  * (the value is added to +0, as the scatter does, so -0 gradients give +0 there too).
  * An index outside its own window (not from a 2x2 stride-2 forward) makes the function
- * return -1 before it writes anything of that output row; the caller then redoes the plane
- * with the scatter.
+ * return -1 when its vector of windows comes up; the caller then redoes the whole plane with
+ * the scatter (which zeroes it first).
  */
 #ifndef FC_POOL_MAX_BWD_H
 #define FC_POOL_MAX_BWD_H
@@ -66,16 +67,74 @@ static FC_AVX512 int fc_max2_backward_plane_avx512(const float *gyp, const int64
     }
     return 0;
 }
+/* The same with AVX2, 8 windows at a time. The indices' offsets from their windows are taken
+ * in 64 bits and checked to fit in 32 (high halves zero) before the 32-bit compares, so a
+ * foreign index cannot alias a tap by truncation. */
+static FC_AVX2 int fc_max2_backward_plane_avx2(const float *gyp, const int64_t *ip,
+                                               Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t W,
+                                               float *gxp)
+{
+    const __m256i halves = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);   /* lo dwords | hi */
+    const __m256i lane2 = _mm256_setr_epi64x(0, 2, 4, 6);
+    const __m256i one = _mm256_set1_epi32(1), wv = _mm256_set1_epi32((int)W);
+    const __m256i w1 = _mm256_set1_epi32((int)W + 1);
+    const __m256 zero = _mm256_setzero_ps();
+    for (Py_ssize_t oh = 0; oh < OH; oh++) {
+        float *g0 = gxp + 2 * oh * W, *g1 = g0 + W;
+        const float *gy = gyp + oh * OW;
+        const int64_t *ix = ip + oh * OW;
+        for (Py_ssize_t ow = 0;; ow += 8) {
+            if (ow + 8 > OW)
+                ow = OW - 8;
+            __m256i base = _mm256_add_epi64(_mm256_set1_epi64x(2 * oh * W + 2 * ow), lane2);
+            __m256i a = _mm256_permutevar8x32_epi32(
+                _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(ix + ow)), base), halves);
+            base = _mm256_add_epi64(base, _mm256_set1_epi64x(8));
+            __m256i b = _mm256_permutevar8x32_epi32(
+                _mm256_sub_epi64(_mm256_loadu_si256((const __m256i *)(ix + ow + 4)), base),
+                halves);
+            __m256i rel = _mm256_permute2x128_si256(a, b, 0x20);
+            __m256i high = _mm256_permute2x128_si256(a, b, 0x31);
+            __m256 m00 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(rel, _mm256_setzero_si256()));
+            __m256 m01 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(rel, one));
+            __m256 m10 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(rel, wv));
+            __m256 m11 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(rel, w1));
+            /* every index in its window */
+            if (!_mm256_testz_si256(high, high) ||
+                _mm256_movemask_ps(_mm256_or_ps(_mm256_or_ps(m00, m01),
+                                                _mm256_or_ps(m10, m11))) != 0xFF)
+                return -1;
+            __m256 v = _mm256_loadu_ps(gy + ow);
+            __m256 e = _mm256_add_ps(_mm256_and_ps(m00, v), zero);
+            __m256 o = _mm256_add_ps(_mm256_and_ps(m01, v), zero);
+            __m256 lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);
+            _mm256_storeu_ps(g0 + 2 * ow, _mm256_permute2f128_ps(lo, hi, 0x20));
+            _mm256_storeu_ps(g0 + 2 * ow + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+            e = _mm256_add_ps(_mm256_and_ps(m10, v), zero);
+            o = _mm256_add_ps(_mm256_and_ps(m11, v), zero);
+            lo = _mm256_unpacklo_ps(e, o);
+            hi = _mm256_unpackhi_ps(e, o);
+            _mm256_storeu_ps(g1 + 2 * ow, _mm256_permute2f128_ps(lo, hi, 0x20));
+            _mm256_storeu_ps(g1 + 2 * ow + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+            if (ow + 8 >= OW)
+                break;
+        }
+    }
+    return 0;
+}
 #endif
 
 /* 0 when done (the windows' 2*OH x 2*OW block of grad_in; the caller zeroes the rest), -1
- * when the caller must scatter instead (not AVX-512, OW < 16, or a foreign index). */
+ * when the caller must scatter instead (no AVX2, OW below the vector width, or a foreign
+ * index). */
 static int fc_max2_backward_plane_f32(const float *gyp, const int64_t *ip, Py_ssize_t OH,
                                       Py_ssize_t OW, Py_ssize_t H, Py_ssize_t W, float *gxp)
 {
 #if FC_POOL_X86
     if (OW >= 16 && H * W < ((Py_ssize_t)1 << 30) && fc_pool_target() == FC_POOL_AVX512)
         return fc_max2_backward_plane_avx512(gyp, ip, OH, OW, W, gxp);
+    if (OW >= 8 && H * W < ((Py_ssize_t)1 << 30) && fc_pool_target() <= FC_POOL_AVX2)
+        return fc_max2_backward_plane_avx2(gyp, ip, OH, OW, W, gxp);
 #endif
     return -1;
 }

@@ -66,6 +66,8 @@ cdef extern from "_pool_avg.h":
                                    Py_ssize_t W, float div, float* gxp) noexcept nogil
     void fc_plane_means_f32(const float* x, Py_ssize_t P, Py_ssize_t n, float* out, float H,
                             float W) noexcept nogil
+    void fc_plane_fill_f32(const float* gy, Py_ssize_t P, Py_ssize_t n, float* gx, float H,
+                           float W) noexcept nogil
 
 
 # ----------------------------------------------------------------------------- max forward
@@ -539,6 +541,7 @@ def adaptive_avg_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, O
     cdef Py_ssize_t p, P = grad_in.shape[0] * grad_in.shape[1]
     cdef Py_ssize_t H = grad_in.shape[2], W = grad_in.shape[3]
     cdef Py_ssize_t OH = grad_out.shape[2], OW = grad_out.shape[3]
+    cdef Py_ssize_t nb = (P + MEAN_BLOCK - 1) // MEAN_BLOCK
     cdef const floating* gyp
     cdef floating* gxp
     if P == 0 or H * W == 0:
@@ -548,8 +551,15 @@ def adaptive_avg_backward(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, O
         return
     with nogil:
         gyp, gxp = &grad_out[0, 0, 0, 0], &grad_in[0, 0, 0, 0]
-        for p in prange(P, num_threads=n_threads, schedule="static"):
-            _adaptive_avg_backward_plane(gyp + p * OH * OW, gxp + p * H * W, H, W, OH, OW)
+        if floating is float and OH == 1 and OW == 1:
+            for p in prange(nb, num_threads=n_threads, schedule="static"):
+                fc_plane_fill_f32(gyp + p * MEAN_BLOCK,
+                                  min(<Py_ssize_t>MEAN_BLOCK, P - p * MEAN_BLOCK), H * W,
+                                  gxp + p * MEAN_BLOCK * H * W, <float>H, <float>W)
+        else:
+            for p in prange(P, num_threads=n_threads, schedule="static"):
+                _adaptive_avg_backward_plane(gyp + p * OH * OW, gxp + p * H * W, H, W, OH,
+                                             OW)
 
 
 def adaptive_max_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)

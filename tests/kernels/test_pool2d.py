@@ -267,9 +267,14 @@ for hw in [(1, 1), (1, 3), (4, 4), (1, 17), (5, 6), (8, 4), (3, 11), (7, 7), (8,
     k.adaptive_avg_forward(x, one, 1)
     if not np.array_equal(out, one, equal_nan=True):
         sys.exit(f"global average differs with the thread count {hw}")
+    gy = rng.standard_normal(out.shape).astype(np.float32)
+    gx = np.full(x.shape, np.nan, np.float32)
+    k.adaptive_avg_backward(gy, gx, 2)
+    if not np.allclose(gx, ref.adaptive_avg_pool2d_backward(gy, x.shape), rtol=1e-6, atol=0):
+        sys.exit(f"global average backward mismatch {hw}")
 # max backward: 2x2 stride-2 planes are written row by row (float32 SIMD) when every index
 # lies in its window's 2x2 block; other indices (3x3 windows) fall back to the scatter
-for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 33), (1, 1, 3, 32)]:
+for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 33), (1, 1, 3, 32), (1, 2, 8, 23)]:
     x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)
     x[0, 0, 2, 17] = np.nan
     for kern, s, p in [(2, 2, 0), (3, 2, 0), (3, 2, 1), (2, 2, 1)]:
@@ -289,6 +294,19 @@ for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 33), (1, 1, 3, 32)]:
             want = ref.max_pool2d_backward(gy, idx, shape)
             if not (np.allclose(gx, want, rtol=1e-6, atol=0) and not np.signbit(gx[gx == 0]).any()):
                 sys.exit(f"max backward mismatch {shape} {(kern, s, p, ceil)}")
+# an index 2**32 (or -2**32) off its tap is outside the plane: skipped by the scatter, never
+# taken for the tap it equals in its low 32 bits
+x = rng.standard_normal((1, 2, 6, 40)).astype(np.float32)
+out, idx = np.empty((1, 2, 3, 20), np.float32), np.empty((1, 2, 3, 20), np.int64)
+k.max_forward(x, out, idx, 2, 2, 2, 2, 0, 0, 1, 1, 2)
+gy = rng.standard_normal(out.shape).astype(np.float32)
+for off in (2**32, -2**32):
+    bad = idx.copy()
+    bad[0, 1, 1, 9] += off
+    gx = np.full(x.shape, np.nan, np.float32)
+    k.max_backward(gy, bad, gx, 2)
+    if not np.array_equal(gx, ref.max_pool2d_backward(gy, bad, x.shape)):
+        sys.exit(f"max backward took an index {off:+d} off its tap")
 # 2x2 stride-2 average (float32 SIMD planes), forward and backward, borders and overrides
 for shape in [(2, 3, 9, 70), (1, 2, 40, 37), (2, 2, 6, 33), (1, 1, 3, 32)]:
     x = rng.standard_normal(shape).astype(np.float32)

@@ -3,4 +3,4 @@
 Each suite times fastconv against the plain NumPy reference and, when it is importable,
 PyTorch, on fixed tables of layers; medians of repeats, ratios from the same run.
 """
-SUITES = ("conv", "ops")
+SUITES = ("conv", "ops", "scaling")

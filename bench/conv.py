@@ -74,18 +74,20 @@ class Case:
                                 self.dilation, self.groups, algorithm=algorithm)
 
     def fc_backward(self, algorithm):
-        kernel, threads = KERNELS[algorithm], fc.get_num_threads()
+        kernel = KERNELS[algorithm]
         geo = self.params.kernel_args()
         b0 = np.empty(0, self.x.dtype)
+        # the thread count is read per call, as the ops do (bench.scaling switches it)
         if self.transposed:
             def run():
+                threads = fc.get_num_threads()
                 gx = np.empty_like(self.x)
                 kernel.forward(self.gy, self.w, b0, gx, *geo, threads)
                 gw = np.empty_like(self.w)
                 kernel.backward_weight(self.gy, self.x, gw, *geo, threads)
         else:
             def run():
-                conv2d_grads(kernel, self.x, self.w, self.gy, geo, threads)
+                conv2d_grads(kernel, self.x, self.w, self.gy, geo, fc.get_num_threads())
         return run
 
     # --- NumPy reference ------------------------------------------------------------------

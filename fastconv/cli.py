@@ -77,11 +77,15 @@ def _bench(args):
         compare = import_module(f"{bench.__name__}.compare")
         labels = [" ".join(str(r[k]) for k in ("layer", "op", "algorithm", "pass") if k in r)
                   for r in rows]
-        series = {f"vs {lib}": [1 / r[f"speedup_vs_{lib}"] if f"speedup_vs_{lib}" in r
-                                else None for r in rows] for lib in ("numpy", "torch")}
+        if suite_name == "scaling":
+            series = {"speedup": [r["speedup"] for r in rows]}
+            ylabel = f"1-thread time / {threads}-thread time"
+        else:
+            series = {f"vs {lib}": [1 / r[f"speedup_vs_{lib}"] if f"speedup_vs_{lib}" in r
+                                    else None for r in rows] for lib in ("numpy", "torch")}
+            ylabel = "fastconv time / baseline time (< 1: fastconv faster)"
         compare.plot_bars(labels, {k: v for k, v in series.items() if any(v)}, args.plot,
-                          "fastconv time / baseline time (< 1: fastconv faster)",
-                          f"fastconv bench --suite {suite_name}, {threads} thread(s)")
+                          ylabel, f"fastconv bench --suite {suite_name}, {threads} thread(s)")
         print(f"wrote {args.plot}")
     return 0
 
@@ -197,7 +201,8 @@ def main(argv=None):
     p.set_defaults(func=_info)
     p = sub.add_parser("bench", help="time kernels against the NumPy reference (and PyTorch)")
     p.add_argument("--suite", default=None,
-                   help="which table: conv (default) or ops; with --compare torch also "
+                   help="which table: conv (default), ops, or scaling (1 thread against "
+                        "--threads on the big layers); with --compare torch: conv, ops, "
                         "train, eval, memory, or all (the default there)")
     p.add_argument("--compare", choices=("torch",), default=None,
                    help="time fastconv and PyTorch interleaved in this process and print "

@@ -1,11 +1,12 @@
 """Thread scaling: each convolution layer at 1 thread and at T threads, timed in alternation.
 
 Speedup = 1-thread time / T-thread time of the same call, the two timed in turn within each
-repeat (``_timing.interleaved_ms``), each timed call after an untimed one at its thread count. If another process takes a core for a while, both
-timings are slowed together. A T-thread run that gets one core's worth for minutes still
-shows up as a low speedup: read it next to the GEMM probe that ``fastconv bench`` prints
-before and after. Forward is the public op under ``no_grad`` with the algorithm
-``algorithm=None`` picks; backward is that of ``bench.conv`` (input + weight gradient).
+repeat (``_timing.interleaved_ms``), each timed call after an untimed one at its thread
+count. If another process takes a core for a while, both timings are slowed together. A
+T-thread run that gets one core's worth for minutes still shows up as a low speedup: read it
+next to the GEMM probe that ``fastconv bench`` prints before and after. Forward is the
+public op under ``no_grad`` with the algorithm ``algorithm=None`` picks; backward is that of
+``bench.conv`` (input + weight gradient).
 """
 import fastconv as fc
 from fastconv.functional._dispatch import select_conv_algorithm

@@ -37,6 +37,16 @@ def median_ms(fn, repeat=5, warmup=1, budget_s=None, settle_ms=0.0):
     return 1e3 * float(np.median(times))
 
 
+def under_no_grad(fn):
+    """``fn`` wrapped to run under ``fastconv.no_grad()``: a forward as inference runs it."""
+    import fastconv as fc
+
+    def run():
+        with fc.no_grad():
+            fn()
+    return run
+
+
 def interleaved_ms(fns, repeat=5, warmup=1, settle_ms=0.0):
     """Median wall times (ms) of several callables timed in alternation: one repeat runs
     each once, in forward order on even repeats and reverse order on odd ones. Slow phases

@@ -34,7 +34,8 @@ from fastconv.functional._dispatch import select_conv_algorithm
 from . import conv as conv_suite
 from . import ops as ops_suite
 from . import train_step
-from ._timing import gemm_probe, interleaved_ms, memory_probe, try_import_torch
+from ._timing import (gemm_probe, interleaved_ms, memory_probe, try_import_torch,
+                      under_no_grad)
 
 # Measured figures of the machine these benchmarks were written on (issue 6): a 2-core
 # Cascade Lake VM with AVX-512, about 118 GFLOP/s of float32 FMA per core and about 26 GB/s
@@ -171,13 +172,6 @@ def _ignore(row):
     pass
 
 
-def _no_grad(fn):
-    def run():
-        with fc.no_grad():
-            fn()
-    return run
-
-
 def _selected(names, layers):
     return [n for n in names if not layers or n in layers]
 
@@ -191,7 +185,7 @@ def conv_rows(torch, peaks, repeat, layers=None, specs=None, emit=_ignore):
         t_fwd, t_bwd = case.torch_fns(torch)
         bwd_algorithm = select_conv_algorithm(case.params, True)
         passes = (
-            ("fwd", _no_grad(case.fc_forward(None)), t_fwd, case.flops,
+            ("fwd", under_no_grad(case.fc_forward(None)), t_fwd, case.flops,
              select_conv_algorithm(case.params, False)),
             ("bwd", case.fc_backward(bwd_algorithm), t_bwd, 2 * case.flops, bwd_algorithm))
         for pass_, fc_fn, torch_fn, flops, algorithm in passes:
@@ -212,7 +206,7 @@ def ops_rows(torch, peaks, repeat, layers=None, cases=None, copy_gbps=None, emit
         t_fwd, t_bwd = op.torch_fns(torch)
         fwd_bytes, bwd_bytes = op.bytes()
         for pass_, fc_fn, torch_fn, nbytes in (
-                ("fwd", _no_grad(op.fc_forward()), t_fwd, fwd_bytes),
+                ("fwd", under_no_grad(op.fc_forward()), t_fwd, fwd_bytes),
                 ("bwd", op.fc_backward(), t_bwd, bwd_bytes)):
             ours, theirs = interleaved_ms([fc_fn, torch_fn], repeat,
                                          settle_ms=ops_suite.SETTLE_MS)

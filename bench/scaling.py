@@ -11,7 +11,7 @@ public op under ``no_grad`` with the algorithm ``algorithm=None`` picks; backwar
 import fastconv as fc
 from fastconv.functional._dispatch import select_conv_algorithm
 
-from ._timing import interleaved_ms
+from ._timing import interleaved_ms, under_no_grad
 from .conv import LAYERS, Case
 
 SETTLE_MS = 1e-3   # any positive value: one untimed call before each timed one
@@ -51,12 +51,8 @@ def run(threads=None, repeat=5, layers=None, with_reference=True, with_torch=Tru
             case = Case(name, LAYERS[name])
             fwd_algorithm = select_conv_algorithm(case.params, False)
             bwd_algorithm = select_conv_algorithm(case.params, True)
-            forward = case.fc_forward(fwd_algorithm)
-
-            def fwd(forward=forward):
-                with fc.no_grad():
-                    forward()
-            passes = (("fwd", fwd, case.flops, fwd_algorithm),
+            passes = (("fwd", under_no_grad(case.fc_forward(fwd_algorithm)), case.flops,
+                       fwd_algorithm),
                       ("bwd", case.fc_backward(bwd_algorithm), 2 * case.flops, bwd_algorithm))
             for pass_name, fn, flops, algorithm in passes:
                 # each timed call after an untimed one at the same count, so that the

@@ -166,15 +166,21 @@ cdef void _channel_forward(const floating* xp, floating* yp, Py_ssize_t N, Py_ss
     """Everything of one channel, planes in order (the by-channel schedule)."""
     cdef Stats st, pst, pst1
     cdef Py_ssize_t n
+    cdef const floating* nx0
+    cdef const floating* nx1
     st.count = 0
     st.mean = 0
     st.m2 = 0
     for n in range(0, N - 1, 2):
+        nx0 = nx1 = NULL
         if n + 2 < N:
-            fc_prefetch(xp + ((n + 2) * C + c) * L, L * sizeof(floating))
+            nx0 = xp + ((n + 2) * C + c) * L
+            fc_prefetch(nx0, L * sizeof(floating))
             if n + 3 < N:
-                fc_prefetch(xp + ((n + 3) * C + c) * L, L * sizeof(floating))
-        _plane_stats_pair(xp + (n * C + c) * L, xp + ((n + 1) * C + c) * L, L, &pst, &pst1)
+                nx1 = xp + ((n + 3) * C + c) * L
+                fc_prefetch(nx1, L * sizeof(floating))
+        _plane_stats_pair(xp + (n * C + c) * L, xp + ((n + 1) * C + c) * L, L, &pst, &pst1,
+                          nx0, nx1)
         _merge(&st, &pst)
         _merge(&st, &pst1)
     if N % 2:

@@ -94,6 +94,28 @@ static inline void fc_prefetch_w(const void *p, Py_ssize_t nbytes)
 #endif
 }
 
+/* The rest of the first page after the KiB fc_prefetch asked for: bytes [1024, min(nbytes,
+ * 4096)) at p (nothing for NULL). The statistics ask for it between a plane pair's sums (which
+ * stream from memory) and its centred passes (which re-read L1 and load nothing new), so the
+ * next pair's loads overlap those passes instead of waiting for them. Measured on (64, 64,
+ * 32, 32) planes at 1 thread, statistics alone: 0.77-0.81x the time of the first KiB only,
+ * and better than the whole page asked for at once (0.93-0.98x). */
+static inline void fc_prefetch_tail(const void *p, Py_ssize_t nbytes)
+{
+#if defined(__GNUC__)
+    const char *c = (const char *)p;
+    if (p == NULL)
+        return;
+    if (nbytes > 4096)
+        nbytes = 4096;
+    for (Py_ssize_t i = 1024; i < nbytes; i += 64)
+        __builtin_prefetch(c + i, 0, 3);
+#else
+    (void)p;
+    (void)nbytes;
+#endif
+}
+
 static const char *fc_bn_active_target(void) { return fc_bn_target_names[fc_bn_target()]; }
 
 #if FC_BN_X86
@@ -242,7 +264,9 @@ static FC_BN_512 void fc_bn_centred_all_512(const float *x, Py_ssize_t n, float 
  * time, but the serial lane sums (a 32-add dependency chain each, which the chunk's next
  * pass waits for) of one chunk run alongside the other's. */
 static FC_BN_512 void fc_bn_chunk_pair_512(const float *x0, const float *x1, Py_ssize_t n,
-                                           float *m, double *sd, double *sdd)
+                                           float *m, double *sd, double *sdd,
+                                           const void *next0, const void *next1,
+                                           Py_ssize_t next_bytes)
 {
     __m512d a[4], b[4], c[4], d[4];
     __m512 p0, p1, r0, r1, pq[4], rs[4];
@@ -261,6 +285,8 @@ static FC_BN_512 void fc_bn_chunk_pair_512(const float *x0, const float *x1, Py_
     }
     m[0] = (float)(s0 / (double)n);
     m[1] = (float)(s1 / (double)n);
+    fc_prefetch_tail(next0, next_bytes);
+    fc_prefetch_tail(next1, next_bytes);
     fc_bn_centred_lanes(x0, n, m[0], a, b, pq);
     fc_bn_centred_lanes(x1, n, m[1], c, d, rs);
     FC_BN_ACC4(a, pq[0], pq[1]);
@@ -491,10 +517,14 @@ static FC_BN_256 void fc_bn_centred_all_256(const float *x, Py_ssize_t n, float 
 
 /* fc_bn_chunk_pair_512's results, one chunk after the other */
 static FC_BN_256 void fc_bn_chunk_pair_256(const float *x0, const float *x1, Py_ssize_t n,
-                                           float *m, double *sd, double *sdd)
+                                           float *m, double *sd, double *sdd,
+                                           const void *next0, const void *next1,
+                                           Py_ssize_t next_bytes)
 {
     m[0] = (float)(fc_bn_sum_all_256(x0, n) / (double)n);
     m[1] = (float)(fc_bn_sum_all_256(x1, n) / (double)n);
+    fc_prefetch_tail(next0, next_bytes);
+    fc_prefetch_tail(next1, next_bytes);
     fc_bn_centred_all_256(x0, n, m[0], sd, sdd);
     fc_bn_centred_all_256(x1, n, m[1], sd + 1, sdd + 1);
 }
@@ -601,15 +631,16 @@ static int fc_bn_centred_all(const float *x, Py_ssize_t n, float m, double *sum_
 }
 
 static int fc_bn_chunk_pair(const float *x0, const float *x1, Py_ssize_t n, float *m,
-                            double *sd, double *sdd)
+                            double *sd, double *sdd, const void *next0, const void *next1,
+                            Py_ssize_t next_bytes)
 {
 #if FC_BN_X86
     if (fc_bn_target() == FC_BN_AVX512) {
-        fc_bn_chunk_pair_512(x0, x1, n, m, sd, sdd);
+        fc_bn_chunk_pair_512(x0, x1, n, m, sd, sdd, next0, next1, next_bytes);
         return 1;
     }
     if (fc_bn_target() == FC_BN_AVX2) {
-        fc_bn_chunk_pair_256(x0, x1, n, m, sd, sdd);
+        fc_bn_chunk_pair_256(x0, x1, n, m, sd, sdd, next0, next1, next_bytes);
         return 1;
     }
 #endif

@@ -56,11 +56,13 @@ cdef extern from "_bn_simd.h":
     bint fc_bn_centred_all(const float* x, Py_ssize_t n, float m, double* sum_d,
                            double* sum_dd) noexcept nogil
     bint fc_bn_chunk_pair(const float* x0, const float* x1, Py_ssize_t n, float* m,
-                          double* sd, double* sdd) noexcept nogil
+                          double* sd, double* sdd, const void* next0, const void* next1,
+                          Py_ssize_t next_bytes) noexcept nogil
     bint fc_bn_grad_all(const float* gy, const float* x, Py_ssize_t n, float m_hi, float m_lo,
                         double* sum_gy, double* dot) noexcept nogil
     const char* fc_bn_active_target() noexcept nogil
     void fc_prefetch(const void* p, Py_ssize_t nbytes) noexcept nogil
+    void fc_prefetch_tail(const void* p, Py_ssize_t nbytes) noexcept nogil
     void fc_prefetch_w(const void* p, Py_ssize_t nbytes) noexcept nogil
     bint fc_bn_normalize(const float* x, float* y, Py_ssize_t n, float m_hi, float m_lo,
                          float a, float b) noexcept nogil
@@ -245,11 +247,14 @@ cdef void _plane_stats(const floating* x, Py_ssize_t L, Stats* s) noexcept nogil
 
 
 cdef void _plane_stats_pair(const floating* x0, const floating* x1, Py_ssize_t L, Stats* s0,
-                            Stats* s1) noexcept nogil:
+                            Stats* s1, const floating* next0,
+                            const floating* next1) noexcept nogil:
     """_plane_stats of two planes of L values, chunk by chunk side by side where a SIMD path
-    does pairs (the same operations, so the same bits; module docstring on why)."""
+    does pairs (the same operations, so the same bits; module docstring on why). next0 and
+    next1 (or NULL): the planes to be read next, the rest of whose first page is prefetched
+    once the first chunks' sums are in (fc_prefetch_tail)."""
     cdef Stats chunk0, chunk1
-    cdef Py_ssize_t i, n
+    cdef Py_ssize_t i, n, nb = L * sizeof(floating)
     cdef float m[2]
     cdef double sd[2]
     cdef double sdd[2]
@@ -258,12 +263,16 @@ cdef void _plane_stats_pair(const floating* x0, const floating* x1, Py_ssize_t L
     s0.m2 = s1.m2 = 0
     for i in range(0, L, 2048):
         n = CHUNK if L - i > CHUNK else L - i
-        if floating is float and fc_bn_chunk_pair(x0 + i, x1 + i, n, m, sd, sdd):
+        if floating is float and fc_bn_chunk_pair(x0 + i, x1 + i, n, m, sd, sdd, next0, next1,
+                                                  nb):
             _chunk_from_sums(n, <floating>m[0], sd[0], sdd[0], &chunk0)
             _chunk_from_sums(n, <floating>m[1], sd[1], sdd[1], &chunk1)
         else:
             _chunk_stats(x0 + i, n, &chunk0)
+            fc_prefetch_tail(next0, nb)
+            fc_prefetch_tail(next1, nb)
             _chunk_stats(x1 + i, n, &chunk1)
+        next0 = next1 = NULL
         _merge(s0, &chunk0)
         _merge(s1, &chunk1)
 

@@ -32,8 +32,9 @@ do not follow across pages). Measured on (64, 64, 32, 32) float32, 2 threads, ag
 AVX-512 run blocks and 1 KiB read prefetch: forward 0.74x, backward 0.79x the time (the output
 prefetch alone: 0.95x). The statistics then ask for the rest of the next pair's first page
 between this pair's sums and its centred passes (fc_prefetch_tail), which load nothing new:
-forward 0.93-0.97x the time on Zen 3 (AVX2) at 2 threads, 0.95x at 1. Streaming (non-temporal) stores for y and gx were slower on that
-machine (its non-temporal write bandwidth is below that of ordinary stores), so there are none.
+forward 0.93-0.97x the time on Zen 3 (AVX2) at 2 threads, 0.95x at 1. Streaming
+(non-temporal) stores for y and gx were slower on that machine (its non-temporal write
+bandwidth is below that of ordinary stores), so there are none.
 
 Level of parallelism: one OpenMP ``prange`` at a time, never nested. With many channels
 (C >= CHANNELS_PER_THREAD * n_threads) a thread owns whole channels: its statistics, its

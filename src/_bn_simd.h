@@ -58,21 +58,27 @@ static int fc_bn_target(void)
     return t;
 }
 
+/* Read-prefetch the cache lines of bytes [from, to) at p. */
+static inline void fc_prefetch_lines(const void *p, Py_ssize_t from, Py_ssize_t to)
+{
+#if defined(__GNUC__)
+    const char *c = (const char *)p;
+    for (Py_ssize_t i = from; i < to; i += 64)
+        __builtin_prefetch(c + i, 0, 3);
+#else
+    (void)p;
+    (void)from;
+    (void)to;
+#endif
+}
+
 /* Ask for the first KiB at p ahead of use. One channel's planes lie C*L values apart, and the
  * hardware prefetchers do not follow a stream across a page, so without this every plane of
  * a small-L layer starts with cold misses. */
 static inline void fc_prefetch(const void *p, Py_ssize_t nbytes)
 {
-#if defined(__GNUC__)
-    const char *c = (const char *)p;
-    if (nbytes > 1024)      /* measured: the first 1 KiB starts the streamer; 4 KiB stalls */
-        nbytes = 1024;
-    for (Py_ssize_t i = 0; i < nbytes; i += 64)
-        __builtin_prefetch(c + i, 0, 3);
-#else
-    (void)p;
-    (void)nbytes;
-#endif
+    /* measured: the first 1 KiB starts the streamer; 4 KiB stalls */
+    fc_prefetch_lines(p, 0, nbytes < 1024 ? nbytes : 1024);
 }
 
 /* The same for the first KiB of a plane about to be written: PREFETCHW fetches the lines
@@ -102,18 +108,8 @@ static inline void fc_prefetch_w(const void *p, Py_ssize_t nbytes)
  * and better than the whole page asked for at once (0.93-0.98x). */
 static inline void fc_prefetch_tail(const void *p, Py_ssize_t nbytes)
 {
-#if defined(__GNUC__)
-    const char *c = (const char *)p;
-    if (p == NULL)
-        return;
-    if (nbytes > 4096)
-        nbytes = 4096;
-    for (Py_ssize_t i = 1024; i < nbytes; i += 64)
-        __builtin_prefetch(c + i, 0, 3);
-#else
-    (void)p;
-    (void)nbytes;
-#endif
+    if (p != NULL)
+        fc_prefetch_lines(p, 1024, nbytes < 4096 ? nbytes : 4096);
 }
 
 static const char *fc_bn_active_target(void) { return fc_bn_target_names[fc_bn_target()]; }

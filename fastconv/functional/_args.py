@@ -17,6 +17,19 @@ def data_of(x):
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
+def is_unbatched(x):
+    """True for an unbatched (C, H, W) input, which the 2-D ops accept as PyTorch does."""
+    return data_of(x).ndim == 3
+
+
+def batched(x):
+    """``x`` with a batch axis of 1 in front: an unbatched (C, H, W) input as (1, C, H, W)
+    (through the tape for a Tensor)."""
+    if isinstance(x, Tensor):
+        return x.reshape((1,) + x.shape)
+    return data_of(x)[None]
+
+
 def check_float(op, name, x):
     """The dtype of ``x`` if it is float32/float64, else a TypeError naming it."""
     dt = data_of(x).dtype

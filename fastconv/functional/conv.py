@@ -7,7 +7,8 @@ import numpy as np
 
 from .._config import threads_for
 from ..autograd import Function, is_grad_enabled
-from ._args import check_ndim, check_same_dtype, data_of, kernel_ready, pair, positive_int
+from ._args import (batched, check_ndim, check_same_dtype, data_of, is_unbatched,
+                    kernel_ready, pair, positive_int)
 from ._dispatch import (KERNELS, SPECIALISED, ConvParams, conv_algorithms,
                         select_conv_algorithm)
 
@@ -138,10 +139,6 @@ def _plan_key(x, weight, bias, stride, padding, dilation, groups, algorithm, nee
             stride, padding, dilation, groups, algorithm, need_grad)
 
 
-def _unbatched(x):
-    return data_of(x).ndim == 3
-
-
 def _conv_threads(params, conv_out_size):
     """Threads for one pass of a conv whose output (in the conv's own terms) has
     ``conv_out_size`` elements: every pass does that many times C_in / groups x kH x kW
@@ -231,14 +228,6 @@ class _ConvTranspose2d(Function):
         return gx, gw, gb
 
 
-def _batched(x):
-    """Add a batch axis to an unbatched (C, H, W) input, as PyTorch accepts."""
-    from ..tensor import Tensor
-    if isinstance(x, Tensor):
-        return x.reshape((1,) + x.shape)
-    return data_of(x)[None]
-
-
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            algorithm=None):
     """2-D convolution (cross-correlation, as PyTorch) of an NCHW batch.
@@ -269,8 +258,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     >>> fc.functional.conv2d(x, w, padding=1).shape
     (2, 4, 8, 8)
     """
-    if _unbatched(input):   # checked once, in the batched call
-        y = conv2d(_batched(input), weight, bias, stride, padding, dilation, groups,
+    if is_unbatched(input):   # checked once, in the batched call
+        y = conv2d(batched(input), weight, bias, stride, padding, dilation, groups,
                    algorithm)
         return y.reshape(y.shape[1:])
     need_grad = _needs_grad(input, weight, bias)
@@ -341,8 +330,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     op = "conv_transpose2d"
     dtype, stride, dilation, groups, c_out = _geometry(op, input, weight, bias, stride,
                                                       padding, dilation, groups, True)
-    if _unbatched(input):
-        y = conv_transpose2d(_batched(input), weight, bias, stride, padding, output_padding,
+    if is_unbatched(input):
+        y = conv_transpose2d(batched(input), weight, bias, stride, padding, output_padding,
                              groups, dilation, algorithm)
         return y.reshape(y.shape[1:])
     pad = pair(op, "padding", padding, 0)

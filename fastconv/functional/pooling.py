@@ -12,7 +12,7 @@ import numpy as np
 from .._config import threads_for
 from .._ext import pool2d as _k
 from ..autograd import Function
-from ._args import check_float, check_ndim, data_of, kernel_ready, pair
+from ._args import batched, check_float, check_ndim, data_of, is_unbatched, kernel_ready, pair
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "lp_pool2d", "spatial_pyramid_pool"]
@@ -78,17 +78,6 @@ def _output_size(op, output_size, hw):
     if out[0] < 1 or out[1] < 1:
         raise ValueError(f"{op}: expected output_size >= 1, got {output_size!r}")
     return out
-
-
-def _unbatched(x):
-    return data_of(x).ndim == 3
-
-
-def _batched(x):
-    from ..tensor import Tensor
-    if isinstance(x, Tensor):
-        return x.reshape((1,) + x.shape)
-    return data_of(x)[None]
 
 
 def _unbatch(y):
@@ -304,8 +293,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     op = "max_pool2d"
     _check_input(op, input)
-    if _unbatched(input):
-        return _unbatch(max_pool2d(_batched(input), kernel_size, stride, padding, dilation,
+    if is_unbatched(input):
+        return _unbatch(max_pool2d(batched(input), kernel_size, stride, padding, dilation,
                                    ceil_mode, return_indices))
     k, s, p, d, out = _window_args(op, input, kernel_size, stride, padding, dilation,
                                    ceil_mode)
@@ -350,8 +339,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                                          or divisor_override < 1):
         raise ValueError(f"{op}: expected divisor_override to be None or a positive int, "
                          f"got {divisor_override!r}")
-    if _unbatched(input):
-        return _unbatch(avg_pool2d(_batched(input), kernel_size, stride, padding, ceil_mode,
+    if is_unbatched(input):
+        return _unbatch(avg_pool2d(batched(input), kernel_size, stride, padding, ceil_mode,
                                    count_include_pad, divisor_override))
     k, s, p, _, out = _window_args(op, input, kernel_size, stride, padding, 1, ceil_mode)
     geometry = (*k, *s, *p, bool(count_include_pad), int(divisor_override or 0))
@@ -384,7 +373,7 @@ def adaptive_avg_pool2d(input, output_size):
     _check_input(op, x)
     out = _output_size(op, output_size, x.shape[-2:])
     if x.ndim == 3:
-        return _unbatch(adaptive_avg_pool2d(_batched(input), out))
+        return _unbatch(adaptive_avg_pool2d(batched(input), out))
     _check_nonempty_plane(op, x)
     return _AdaptiveAvgPool2d.apply(input, out_hw=out)
 
@@ -416,7 +405,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     _check_input(op, x)
     out = _output_size(op, output_size, x.shape[-2:])
     if x.ndim == 3:
-        return _unbatch(adaptive_max_pool2d(_batched(input), out, return_indices))
+        return _unbatch(adaptive_max_pool2d(batched(input), out, return_indices))
     _check_nonempty_plane(op, x)
     y, idx = _AdaptiveMaxPool2d.apply(input, out_hw=out)
     return (y, idx) if return_indices else y
@@ -464,8 +453,8 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
         raise TypeError(f"{op}: expected norm_type to be a number, got {norm_type!r}")
     if not norm_type > 0:
         raise ValueError(f"{op}: expected norm_type > 0, got {norm_type!r}")
-    if _unbatched(input):
-        return _unbatch(lp_pool2d(_batched(input), norm_type, kernel_size, stride, ceil_mode))
+    if is_unbatched(input):
+        return _unbatch(lp_pool2d(batched(input), norm_type, kernel_size, stride, ceil_mode))
     k, s, p, _, out = _window_args(op, input, kernel_size, stride, 0, 1, ceil_mode)
     geometry = (*k, *s, 0, 0, True, 0)
     return _LpPool2d.apply(input, float(norm_type), geometry=geometry, out_hw=out)
@@ -502,8 +491,8 @@ def spatial_pyramid_pool(input, levels):
                         f"got {levels!r}")
     if any(L < 1 for L in levels):
         raise ValueError(f"{op}: expected every level >= 1, got {levels!r}")
-    if _unbatched(input):
-        y = spatial_pyramid_pool(_batched(input), levels)
+    if is_unbatched(input):
+        y = spatial_pyramid_pool(batched(input), levels)
         return y.reshape(y.shape[1:])
     _check_nonempty_plane(op, input)
     return _SpatialPyramidPool.apply(input, levels=tuple(int(L) for L in levels))

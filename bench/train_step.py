@@ -7,9 +7,9 @@ and see the same batch. A training step is what ``fastconv train`` runs per batc
 ``zero_grad``, forward, cross-entropy, ``backward``, SGD with momentum 0.9.
 
 Peak memory (VmHWM, see :func:`_peak_rss_mb`) is a per-process high-water mark, so each
-library trains in a fresh child process: ``python train_step.py LIB THREADS STEPS BATCH``, run by path. This
-file therefore uses no relative imports and imports fastconv only inside functions: the
-PyTorch child must hold PyTorch alone.
+library trains in a fresh child process: ``python train_step.py LIB THREADS STEPS BATCH``,
+run by path. This file therefore uses no relative imports and imports fastconv only inside
+functions: the PyTorch child must hold PyTorch alone.
 """
 import json
 import os

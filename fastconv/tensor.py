@@ -132,7 +132,9 @@ class Tensor:
         return len(self.data)
 
     def __array__(self, dtype=None, copy=None):
-        return np.array(self.data, dtype=dtype, copy=True) if copy else np.asarray(self.data, dtype)
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return np.asarray(self.data, dtype)
 
     def __float__(self):
         return float(self.item())

@@ -8,10 +8,11 @@
  * added into the double acc[l]; the remaining 32-value blocks and the last values into the
  * float lanes; finally total = sum over l of (acc[l] + part[l]), l in order. AVX-512 and
  * AVX2 do the whole reduction (the *_all functions: accumulators in registers, one call per
- * chunk; and pairs of chunks, fc_bn_chunk_pair). The elementwise passes (fc_bn_normalize, fc_bn_grad_input) are the
- * Cython loops' expressions. Same operations, same order, no fused multiply-add (contraction is
- * switched off here, the baseline ISA has none), so the result is bit-identical to the Cython
- * loops on every path. They return 1 when they did the work, 0 when the caller's loop must.
+ * chunk; and pairs of chunks, fc_bn_chunk_pair). The elementwise passes (fc_bn_normalize,
+ * fc_bn_grad_input) are the Cython loops' expressions. Same operations, same order, no fused
+ * multiply-add (contraction is switched off here, the baseline ISA has none), so the result is
+ * bit-identical to the Cython loops on every path. They return 1 when they did the work, 0
+ * when the caller's loop must.
  */
 #ifndef FC_BN_SIMD_H
 #define FC_BN_SIMD_H

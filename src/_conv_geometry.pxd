@@ -29,7 +29,8 @@ cdef inline Geometry make_geometry(Py_ssize_t N, Py_ssize_t C_in, Py_ssize_t H, 
                             size_t itemsize):
     cdef Geometry g
     g.N, g.C_in, g.H, g.W, g.C_out, g.OH, g.OW = N, C_in, H, W, C_out, OH, OW
-    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups = kh, kw, sh, sw, ph, pw, dh, dw, groups
+    g.kh, g.kw, g.sh, g.sw, g.ph, g.pw = kh, kw, sh, sw, ph, pw
+    g.dh, g.dw, g.groups = dh, dw, groups
     g.cin_g = C_in // groups
     g.cout_g = C_out // groups
     g.K = g.cin_g * kh * kw

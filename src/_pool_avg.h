@@ -233,7 +233,8 @@ static FC_AVX512 void fc_avg2_backward_plane_avx512(const float *gyp, Py_ssize_t
             if (ow + 16 > OW)
                 ow = OW - 16;
             __m512 v = _mm512_div_ps(_mm512_loadu_ps(gy + ow), d);
-            __m512 x0 = _mm512_permutex2var_ps(v, lo16, v), x1 = _mm512_permutex2var_ps(v, hi16, v);
+            __m512 x0 = _mm512_permutex2var_ps(v, lo16, v);
+            __m512 x1 = _mm512_permutex2var_ps(v, hi16, v);
             _mm512_storeu_ps(g0 + 2 * ow, x0);
             _mm512_storeu_ps(g0 + 2 * ow + 16, x1);
             _mm512_storeu_ps(g1 + 2 * ow, x0);

@@ -7,17 +7,18 @@
  *
  * pool2d.pyx calls fc_max_plane_f32 (at the end), which runs one plane with the widest
  * path that fits. Contract of the row kernels fc_max_rows_* (the same for every path):
- * oi == NULL stores no index (values only; AVX-512 and AVX2 then reduce with a max tree). Windows ow in [lo, hi) over the nr
- * valid window rows r[i] (offset rel[i] from r[0]), window ow starting at column s*ow + off
- * with all its kw taps inside the row. Each window
+ * oi == NULL stores no index (values only; AVX-512 and AVX2 then reduce with a max tree).
+ * Windows ow in [lo, hi) over the nr valid window rows r[i] (offset rel[i] from r[0]), window
+ * ow starting at column s*ow + off with all its kw taps inside the row. Each window
  * is folded row by row, each row left to right with strict >, so the FIRST maximum in
  * row-major order wins, exactly as PyTorch's per-window loop; only the windows' own taps are
  * read. V windows are done at a time (stride 2: even and odd columns split with shuffles);
  * the last group overlaps the previous one (it recomputes the same values). The folds assume
  * no NaN ("v > best or v is NaN" is then "v > best") and OR an unordered compare of every
  * tap vector on the side: if any tap was NaN the row returns -1 and the plane body redoes
- * it with the per-window loop (fc_max_window_f32), which propagates NaN. So the data are read once, with no NaN
- * pre-pass. Otherwise returns the first ow not done: hi, or lo when the row is too short.
+ * it with the per-window loop (fc_max_window_f32), which propagates NaN. So the data are
+ * read once, with no NaN pre-pass. Otherwise returns the first ow not done: hi, or lo when
+ * the row is too short.
  */
 #ifndef FC_POOL_MAX_H
 #define FC_POOL_MAX_H
@@ -379,9 +380,11 @@ fc_max_rows_avx2_in(const float **r, const int *rel, int nr, int kw, int s, floa
         _mm256_storeu_ps(om + ow, m);
         if (oi) {
             _mm256_storeu_si256((__m256i *)(oi + ow),
-                                _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(col))));
+                                _mm256_add_epi64(
+                                    b, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(col))));
             _mm256_storeu_si256((__m256i *)(oi + ow + 4),
-                                _mm256_add_epi64(b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(col, 1))));
+                                _mm256_add_epi64(
+                                    b, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(col, 1))));
         }
         ow += 8;
         if (ow >= hi)
@@ -513,10 +516,10 @@ static FC_AVX512 Py_ssize_t fc_max_vals_avx512(const float **r, int nr, int kw, 
     return lo;   /* not reached: nr <= kw */
 }
 
-static inline __attribute__((always_inline)) FC_AVX512 Py_ssize_t fc_max_rows_avx512_in(const float **r, const int *rel, int nr,
-                                               int kw, int s, float *om, int64_t *oi,
-                                               Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
-                                               Py_ssize_t base)
+static inline __attribute__((always_inline)) FC_AVX512 Py_ssize_t
+fc_max_rows_avx512_in(const float **r, const int *rel, int nr, int kw, int s, float *om,
+                      int64_t *oi, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t off,
+                      Py_ssize_t base)
 {
     Py_ssize_t ow = lo, c;
     const __m512i step = _mm512_mullo_epi32(
@@ -550,9 +553,11 @@ static inline __attribute__((always_inline)) FC_AVX512 Py_ssize_t fc_max_rows_av
         b = _mm512_set1_epi64((long long)(base + c));
         _mm512_storeu_ps(om + ow, m);
         _mm512_storeu_si512((void *)(oi + ow),
-                            _mm512_add_epi64(b, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(col))));
+                            _mm512_add_epi64(
+                                b, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(col))));
         _mm512_storeu_si512((void *)(oi + ow + 8),
-                            _mm512_add_epi64(b, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(col, 1))));
+                            _mm512_add_epi64(
+                                b, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(col, 1))));
         ow += 16;
         if (ow >= hi)
             return nan ? -1 : hi;

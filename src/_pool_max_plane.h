@@ -43,12 +43,15 @@ static PM_ATTR void PM(fc_max_plane)(const float *xp, Py_ssize_t H, Py_ssize_t W
         oh1 = last / sh + 1 < OH ? last / sh + 1 : OH;
         if (oh0 > oh1)
             oh0 = oh1;
-        if (k == 3)
-            s == 2 ? PM(fc_max_vals_rows_in)(xp, H, W, OW, 3, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf)
-                   : PM(fc_max_vals_rows_in)(xp, H, W, OW, 3, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
+        /* constant k and s: each call is inlined with its own unrolled windows */
+        if (k == 3 && s == 2)
+            PM(fc_max_vals_rows_in)(xp, H, W, OW, 3, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
+        else if (k == 3)
+            PM(fc_max_vals_rows_in)(xp, H, W, OW, 3, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
+        else if (s == 2)
+            PM(fc_max_vals_rows_in)(xp, H, W, OW, 2, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
         else
-            s == 2 ? PM(fc_max_vals_rows_in)(xp, H, W, OW, 2, 2, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf)
-                   : PM(fc_max_vals_rows_in)(xp, H, W, OW, 2, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
+            PM(fc_max_vals_rows_in)(xp, H, W, OW, 2, 1, sh, ph, pw, dh, oh0, oh1, lo, hi, op, &pf);
     }
     for (Py_ssize_t oh = 0; oh < OH; oh++) {
         float *om = op + oh * OW;

@@ -388,14 +388,14 @@ include "_im2col_wgrad.pxi"
 
 def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     const floating[:, :, :, ::1] grad_out, # IN  (N, C_out, OH, OW)
-                    floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in // groups, kh, kw): fully overwritten
+                    floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in // groups, kh, kw)
                     int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
                     int groups, int n_threads):
-    """grad_weight = sum over images of gy[n] @ cols(x[n])^T. Stride-1 layers: the row-offset
-    forms below. Others: groups of WG_GROUP images in parallel into partial gradients
-    (disjoint writes), added in group order; with one group, images in order, each GEMM
-    parallel over grad_weight's tiles. Either way each thread packs its own columns straight
-    from the image."""
+    """grad_weight (fully overwritten) = sum over images of gy[n] @ cols(x[n])^T. Stride-1
+    layers: the row-offset forms below. Others: groups of WG_GROUP images in parallel into
+    partial gradients (disjoint writes), added in group order; with one group, images in
+    order, each GEMM parallel over grad_weight's tiles. Either way each thread packs its own
+    columns straight from the image."""
     cdef Geometry g = make_geometry(x.shape[0], x.shape[1], x.shape[2], x.shape[3],
                                     grad_out.shape[1], grad_out.shape[2], grad_out.shape[3],
                                     grad_weight.shape[2], grad_weight.shape[3], stride_h,

@@ -443,19 +443,20 @@ cdef int wgrad_group(const float *x, const float *gy, fc_wn_geo *g, Py_ssize_t n
 
 def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     const floating[:, :, :, ::1] grad_out, # IN  (N, C_out, OH, OW)
-                    floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in, 3, 3): fully overwritten
+                    floating[:, :, :, ::1] grad_weight,    # OUT (C_out, C_in, 3, 3)
                     int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w,
                     int groups, int n_threads):
-    """grad_weight = d(conv2d)/dweight applied to grad_out. float32 with AVX-512 or AVX2: Winograd
-    (winograd_wgrad.h), fixed groups of images in parallel into partial sums (disjoint
-    writes) added in group order, then transformed back in parallel over output channels.
-    float64, other CPUs, and inputs holding NaN or infinity: conv2d_im2col's."""
+    """grad_weight (fully overwritten) = d(conv2d)/dweight applied to grad_out. float32 with
+    AVX-512 or AVX2: Winograd (winograd_wgrad.h), fixed groups of images in parallel into
+    partial sums (disjoint writes) added in group order, then transformed back in parallel
+    over output channels. float64, other CPUs, and inputs holding NaN or infinity:
+    conv2d_im2col's."""
     check_supported("backward_weight", grad_weight.shape[2], grad_weight.shape[3], stride_h,
                     stride_w, dil_h, dil_w, groups, x.shape[2], x.shape[3], pad_h, pad_w)
     if dil_h != 1 or dil_w != 1:
         backward_weight(_split(x, dil_h, dil_w, n_threads),
-                        _split_grad(np.asarray(grad_out), dil_h, dil_w, n_threads), grad_weight, 1, 1,
-                        pad_h // dil_h, pad_w // dil_w, 1, 1, 1, n_threads)
+                        _split_grad(np.asarray(grad_out), dil_h, dil_w, n_threads),
+                        grad_weight, 1, 1, pad_h // dil_h, pad_w // dil_w, 1, 1, 1, n_threads)
         return
     cdef fc_wn_geo g
     fc_wn_geometry(&g, x.shape[0], x.shape[1], grad_out.shape[1], x.shape[2], x.shape[3],

@@ -79,7 +79,8 @@ fc_zip2_avx2(float *dst, const float *a, const float *b, int64_t n, int add)
     for (; i + 8 <= n; i += 8) {
         __m256 va = _mm256_loadu_ps(a + i), vb = _mm256_loadu_ps(b + i);
         __m256 lo = _mm256_unpacklo_ps(va, vb), hi = _mm256_unpackhi_ps(va, vb);
-        __m256 z0 = _mm256_permute2f128_ps(lo, hi, 0x20), z1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+        __m256 z0 = _mm256_permute2f128_ps(lo, hi, 0x20);
+        __m256 z1 = _mm256_permute2f128_ps(lo, hi, 0x31);
         float *d = dst + 2 * i;
         if (add) {
             z0 = _mm256_add_ps(_mm256_loadu_ps(d), z0);

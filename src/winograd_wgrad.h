@@ -99,8 +99,10 @@ fc_wn_wgrad_block(const fc_wn_geo *g, const float *xp, const float *gy, int64_t 
                 r1l = _mm512_mask_loadu_ps(r1l, (__mmask16)ru->row1, s + OW);
                 r1h = _mm512_mask_loadu_ps(r1h, (__mmask16)(ru->row1 >> 16), s + OW + 16);
             }
-            __m512 a = _mm512_permutex2var_ps(r0l, ev, r0h), b = _mm512_permutex2var_ps(r0l, od, r0h);
-            __m512 c = _mm512_permutex2var_ps(r1l, ev, r1h), d = _mm512_permutex2var_ps(r1l, od, r1h);
+            __m512 a = _mm512_permutex2var_ps(r0l, ev, r0h);
+            __m512 b = _mm512_permutex2var_ps(r0l, od, r0h);
+            __m512 c = _mm512_permutex2var_ps(r1l, ev, r1h);
+            __m512 d = _mm512_permutex2var_ps(r1l, od, r1h);
             bad = _mm512_add_ps(bad, _mm512_mul_ps(_mm512_setzero_ps(),
                                                    _mm512_add_ps(_mm512_add_ps(a, b),
                                                                  _mm512_add_ps(c, d))));

@@ -34,7 +34,8 @@ def run(threads=None, repeat=5, layers=None, with_reference=True, with_torch=Tru
     ``threads`` threads (default: all cores); return row dicts and print a table through
     ``out``. ``with_reference`` and ``with_torch`` are accepted for the CLI and unused: this
     table compares fastconv with itself."""
-    threads = fc.get_num_threads() if threads is None else threads
+    previous = fc.get_num_threads()
+    threads = previous if threads is None else threads
     names = list(layers or DEFAULT_LAYERS)
     unknown = sorted(set(names) - set(LAYERS))
     if unknown:
@@ -66,5 +67,5 @@ def run(threads=None, repeat=5, layers=None, with_reference=True, with_torch=Tru
                 out(f"{name:18s} {algorithm:10s} {pass_name:4s} {one:8.2f} {many:8.2f} "
                     f"{row['speedup']:8.2f} {row['gflops']:9.1f}")
     finally:
-        fc.set_num_threads(threads)
+        fc.set_num_threads(previous)
     return rows

@@ -51,6 +51,12 @@ def test_rows_and_table(restore_threads):
         scaling.run(layers=["nope"], out=lines.append)
 
 
+def test_run_restores_the_callers_thread_count(restore_threads):
+    fc.set_num_threads(1)
+    scaling.run(threads=2, repeat=1, layers=["lenet_c2"], out=lambda line: None)
+    assert fc.get_num_threads() == 1   # not left at threads=2
+
+
 def test_cli_scaling_json(tmp_path, capsys, restore_threads):
     path = tmp_path / "scaling.json"
     assert cli.main(["bench", "--suite", "scaling", "--layers", "lenet_c2", "--repeat", "1",

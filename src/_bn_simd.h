@@ -4,15 +4,16 @@
  * __builtin_cpu_supports said yes.
  *
  * The reductions sum in the Cython loops' order: 32 float lanes, lane l of a RUN block
- * (128 values) at i summing x[i + 32k + l] for k = 0..3 in order from 0, the lane's run then
- * added into the double acc[l]; the remaining 32-value blocks and the last values into the
- * float lanes; finally total = sum over l of (acc[l] + part[l]), l in order. AVX-512 and
- * AVX2 do the whole reduction (the *_all functions: accumulators in registers, one call per
- * chunk; and pairs of chunks, fc_bn_chunk_pair). The elementwise passes (fc_bn_normalize,
- * fc_bn_grad_input) are the Cython loops' expressions. Same operations, same order, no fused
- * multiply-add (contraction is switched off here, the baseline ISA has none), so the result is
- * bit-identical to the Cython loops on every path. They return 1 when they did the work, 0
- * when the caller's loop must.
+ * (128 values; STATS_RUN = 512 for the statistics' centred sums) at i summing x[i + 32k + l]
+ * for k = 0..3 (0..15) in order from 0, the lane's run then added into the double acc[l]; the
+ * remaining 32-value blocks and the last values into the float lanes; finally total = sum
+ * over l of (acc[l] + part[l]), l in order. A chunk's shift adds its first 32 values in
+ * _shift's fixed tree. AVX-512 and AVX2 do the whole reduction (the *_all functions:
+ * accumulators in registers, one call per chunk; and pairs of chunks, fc_bn_chunk_pair). The
+ * elementwise passes (fc_bn_normalize, fc_bn_grad_input) are the Cython loops' expressions.
+ * Same operations, same order, no fused multiply-add (contraction is switched off here, the
+ * baseline ISA has none), so the result is bit-identical to the Cython loops on every path.
+ * They return 1 when they did the work, 0 when the caller's loop must.
  */
 #ifndef FC_BN_SIMD_H
 #define FC_BN_SIMD_H
@@ -102,11 +103,12 @@ static inline void fc_prefetch_w(const void *p, Py_ssize_t nbytes)
 }
 
 /* The rest of the first page after the KiB fc_prefetch asked for: bytes [1024, min(nbytes,
- * 4096)) at p (nothing for NULL). The statistics ask for it between a plane pair's sums (which
- * stream from memory) and its centred passes (which re-read L1 and load nothing new), so the
- * next pair's loads overlap those passes instead of waiting for them. Measured on (64, 64,
- * 32, 32) planes at 1 thread, statistics alone: 0.77-0.81x the time of the first KiB only,
- * and better than the whole page asked for at once (0.93-0.98x). */
+ * 4096)) at p (nothing for NULL). The statistics ask for it once a plane pair's shifts are
+ * taken, before its centred passes, so the next pair's loads overlap those passes instead of
+ * waiting for them. Measured on (64, 64, 32, 32) planes at 1 thread, statistics alone (then
+ * a sum pass before the centred one): 0.77-0.81x the time of the first KiB only, and better
+ * than the whole page asked for at once (0.93-0.98x); with the one-pass statistics, the
+ * training forward 0.95x the time of no tail prefetch (2 threads). */
 static inline void fc_prefetch_tail(const void *p, Py_ssize_t nbytes)
 {
     if (p != NULL)
@@ -163,43 +165,30 @@ fc_bn_lane_total(__m512d *a, __m512 p0, __m512 p1)
     return fc_bn_sum32(t);
 }
 
-/* the lanes of _sum: acc a[4] (double) and the part p0, p1 (float) */
-static inline __attribute__((always_inline)) FC_BN_512 void
-fc_bn_sum_lanes(const float *x, Py_ssize_t n, __m512d *a, __m512 *pp0, __m512 *pp1)
+/* _shift's tree over t[l] = (v[l] + v[l+8]) + (v[l+16] + v[l+24]), l < 8: t[l] += t[l+4],
+ * t[l] += t[l+2], t[0] + t[1], over k values (shared by both widths) */
+static inline __attribute__((always_inline)) FC_BN_256 float fc_bn_shift_tree(__m256 t,
+                                                                               Py_ssize_t k)
 {
-    Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
-    __m512 p0, p1;
-    __mmask16 k0, k1;
-    for (int h = 0; h < 4; h++)
-        a[h] = _mm512_setzero_pd();
-    for (i = 0; i < nr; i += 128) {
-        p0 = _mm512_setzero_ps(), p1 = _mm512_setzero_ps();
-        for (int k = 0; k < 4; k++) {
-            p0 = _mm512_add_ps(p0, _mm512_loadu_ps(x + i + 32 * k));
-            p1 = _mm512_add_ps(p1, _mm512_loadu_ps(x + i + 32 * k + 16));
-        }
-        FC_BN_ACC4(a, p0, p1);
-    }
-    p0 = _mm512_setzero_ps(), p1 = _mm512_setzero_ps();
-    for (; i < nv; i += 32) {
-        p0 = _mm512_add_ps(p0, _mm512_loadu_ps(x + i));
-        p1 = _mm512_add_ps(p1, _mm512_loadu_ps(x + i + 16));
-    }
-    if (nv < n) {
-        fc_bn_tail_masks(n - nv, &k0, &k1);
-        p0 = _mm512_mask_add_ps(p0, k0, p0, _mm512_maskz_loadu_ps(k0, x + nv));
-        p1 = _mm512_mask_add_ps(p1, k1, p1, _mm512_maskz_loadu_ps(k1, x + nv + 16));
-    }
-    *pp0 = p0;
-    *pp1 = p1;
+    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    u = _mm_add_ps(u, _mm_movehl_ps(u, u));
+    u = _mm_add_ss(u, _mm_movehdup_ps(u));
+    return _mm_cvtss_f32(u) / (float)k;
 }
 
-static FC_BN_512 double fc_bn_sum_all_512(const float *x, Py_ssize_t n)
+/* _shift: the mean of the first min(n, 32) values (v[l] = x[l], 0 past n) */
+static inline __attribute__((always_inline)) FC_BN_512 float fc_bn_shift512(const float *x,
+                                                                            Py_ssize_t n)
 {
-    __m512d a[4];
-    __m512 p0, p1;
-    fc_bn_sum_lanes(x, n, a, &p0, &p1);
-    return fc_bn_lane_total(a, p0, p1);
+    __mmask16 k0 = 0xFFFF, k1 = 0xFFFF;
+    if (n < 32)
+        fc_bn_tail_masks(n, &k0, &k1);
+    __m512 p0 = _mm512_maskz_loadu_ps(k0, x), p1 = _mm512_maskz_loadu_ps(k1, x + 16);
+    __m256 v1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p0), 1));
+    __m256 v3 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p1), 1));
+    __m256 t = _mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(p0), v1),
+                             _mm256_add_ps(_mm512_castps512_ps256(p1), v3));
+    return fc_bn_shift_tree(t, n < 32 ? n : 32);
 }
 
 /* the lanes of _centred_sums: acc a[4], b[4] (double), parts p0, p1, q0, q1 (float) */
@@ -207,14 +196,14 @@ static inline __attribute__((always_inline)) FC_BN_512 void
 fc_bn_centred_lanes(const float *x, Py_ssize_t n, float m, __m512d *a, __m512d *b, __m512 *pq)
 {
     const __m512 vm = _mm512_set1_ps(m);
-    Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
+    Py_ssize_t i, nr = n - n % 512, nv = n - n % 32;
     __m512 p0, p1, q0, q1, d0, d1;
     __mmask16 k0, k1;
     for (int h = 0; h < 4; h++)
         a[h] = b[h] = _mm512_setzero_pd();
-    for (i = 0; i < nr; i += 128) {
+    for (i = 0; i < nr; i += 512) {
         p0 = p1 = q0 = q1 = _mm512_setzero_ps();
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 16; k++) {
             d0 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 32 * k), vm);
             d1 = _mm512_sub_ps(_mm512_loadu_ps(x + i + 32 * k + 16), vm);
             p0 = _mm512_add_ps(p0, d0);
@@ -256,32 +245,19 @@ static FC_BN_512 void fc_bn_centred_all_512(const float *x, Py_ssize_t n, float 
     *sum_dd = fc_bn_lane_total(b, pq[2], pq[3]);
 }
 
-/* _chunk_stats' sums for two chunks of n values at once, x0 and x1: m[j] (the chunk mean
- * rounded to float), sd[j] = sum d, sdd[j] = sum d*d. The same operations as one chunk at a
- * time, but the serial lane sums (a 32-add dependency chain each, which the chunk's next
- * pass waits for) of one chunk run alongside the other's. */
+/* _chunk_stats' sums for two chunks of n values at once, x0 and x1: m[j] (the chunk's shift,
+ * _shift), sd[j] = sum d, sdd[j] = sum d*d. The same operations as one chunk at a time, but
+ * the serial lane sums (32-add dependency chains) of one chunk run alongside the other's. */
 static FC_BN_512 void fc_bn_chunk_pair_512(const float *x0, const float *x1, Py_ssize_t n,
                                            float *m, double *sd, double *sdd,
                                            const void *next0, const void *next1,
                                            Py_ssize_t next_bytes)
 {
     __m512d a[4], b[4], c[4], d[4];
-    __m512 p0, p1, r0, r1, pq[4], rs[4];
+    __m512 pq[4], rs[4];
     double t[4][32], s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    fc_bn_sum_lanes(x0, n, a, &p0, &p1);
-    fc_bn_sum_lanes(x1, n, c, &r0, &r1);
-    FC_BN_ACC4(a, p0, p1);
-    FC_BN_ACC4(c, r0, r1);
-    for (int h = 0; h < 4; h++) {
-        _mm512_storeu_pd(t[0] + 8 * h, a[h]);
-        _mm512_storeu_pd(t[1] + 8 * h, c[h]);
-    }
-    for (int l = 0; l < 32; l++) {
-        s0 += t[0][l];
-        s1 += t[1][l];
-    }
-    m[0] = (float)(s0 / (double)n);
-    m[1] = (float)(s1 / (double)n);
+    m[0] = fc_bn_shift512(x0, n);
+    m[1] = fc_bn_shift512(x1, n);
     fc_prefetch_tail(next0, next_bytes);
     fc_prefetch_tail(next1, next_bytes);
     fc_bn_centred_lanes(x0, n, m[0], a, b, pq);
@@ -296,7 +272,6 @@ static FC_BN_512 void fc_bn_chunk_pair_512(const float *x0, const float *x1, Py_
         _mm512_storeu_pd(t[2] + 8 * h, c[h]);
         _mm512_storeu_pd(t[3] + 8 * h, d[h]);
     }
-    s0 = s1 = 0;
     for (int l = 0; l < 32; l++) {
         s0 += t[0][l];
         s1 += t[1][l];
@@ -434,55 +409,38 @@ fc_bn_tail_masks256(Py_ssize_t r, __m256i *k)
         k[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(r - 8 * v)), iota);
 }
 
-static inline __attribute__((always_inline)) FC_BN_256 void
-fc_bn_sum_lanes256(const float *x, Py_ssize_t n, __m256d *a, __m256 *p)
+/* _shift with AVX2 */
+static inline __attribute__((always_inline)) FC_BN_256 float fc_bn_shift256(const float *x,
+                                                                            Py_ssize_t n)
 {
-    Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
+    __m256 v[4];
     __m256i k[4];
-    for (int h = 0; h < 8; h++)
-        a[h] = _mm256_setzero_pd();
-    for (i = 0; i < nr; i += 128) {
-        for (int v = 0; v < 4; v++)
-            p[v] = _mm256_setzero_ps();
+    if (n >= 32) {
         for (int j = 0; j < 4; j++)
-            for (int v = 0; v < 4; v++)
-                p[v] = _mm256_add_ps(p[v], _mm256_loadu_ps(x + i + 32 * j + 8 * v));
-        FC_BN_ACC8(a, p);
+            v[j] = _mm256_loadu_ps(x + 8 * j);
+    } else {
+        fc_bn_tail_masks256(n, k);
+        for (int j = 0; j < 4; j++)
+            v[j] = _mm256_maskload_ps(x + 8 * j, k[j]);
     }
-    for (int v = 0; v < 4; v++)
-        p[v] = _mm256_setzero_ps();
-    for (; i < nv; i += 32)
-        for (int v = 0; v < 4; v++)
-            p[v] = _mm256_add_ps(p[v], _mm256_loadu_ps(x + i + 8 * v));
-    if (nv < n) {
-        fc_bn_tail_masks256(n - nv, k);
-        for (int v = 0; v < 4; v++)
-            p[v] = _mm256_add_ps(p[v], _mm256_maskload_ps(x + nv + 8 * v, k[v]));
-    }
-}
-
-static FC_BN_256 double fc_bn_sum_all_256(const float *x, Py_ssize_t n)
-{
-    __m256d a[8];
-    __m256 p[4];
-    fc_bn_sum_lanes256(x, n, a, p);
-    return fc_bn_lane_total256(a, p);
+    return fc_bn_shift_tree(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])),
+                            n < 32 ? n : 32);
 }
 
 static FC_BN_256 void fc_bn_centred_all_256(const float *x, Py_ssize_t n, float m,
                                             double *sum_d, double *sum_dd)
 {
     const __m256 vm = _mm256_set1_ps(m);
-    Py_ssize_t i, nr = n - n % 128, nv = n - n % 32;
+    Py_ssize_t i, nr = n - n % 512, nv = n - n % 32;
     __m256d a[8], b[8];
     __m256 p[4], q[4], d;
     __m256i k[4];
     for (int h = 0; h < 8; h++)
         a[h] = b[h] = _mm256_setzero_pd();
-    for (i = 0; i < nr; i += 128) {
+    for (i = 0; i < nr; i += 512) {
         for (int v = 0; v < 4; v++)
             p[v] = q[v] = _mm256_setzero_ps();
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < 16; j++)
             for (int v = 0; v < 4; v++) {
                 d = _mm256_sub_ps(_mm256_loadu_ps(x + i + 32 * j + 8 * v), vm);
                 p[v] = _mm256_add_ps(p[v], d);
@@ -518,8 +476,8 @@ static FC_BN_256 void fc_bn_chunk_pair_256(const float *x0, const float *x1, Py_
                                            const void *next0, const void *next1,
                                            Py_ssize_t next_bytes)
 {
-    m[0] = (float)(fc_bn_sum_all_256(x0, n) / (double)n);
-    m[1] = (float)(fc_bn_sum_all_256(x1, n) / (double)n);
+    m[0] = fc_bn_shift256(x0, n);
+    m[1] = fc_bn_shift256(x1, n);
     fc_prefetch_tail(next0, next_bytes);
     fc_prefetch_tail(next1, next_bytes);
     fc_bn_centred_all_256(x0, n, m[0], sd, sdd);
@@ -596,21 +554,6 @@ static FC_BN_256 void fc_bn_grad_all_relu_256(const float *gy, const float *x, P
 #endif  /* FC_BN_X86 */
 
 /* Whole reductions: 1 when done (AVX-512 or AVX2), 0 when the caller's loops must run. */
-static int fc_bn_sum_all(const float *x, Py_ssize_t n, double *total)
-{
-#if FC_BN_X86
-    if (fc_bn_target() == FC_BN_AVX512) {
-        *total = fc_bn_sum_all_512(x, n);
-        return 1;
-    }
-    if (fc_bn_target() == FC_BN_AVX2) {
-        *total = fc_bn_sum_all_256(x, n);
-        return 1;
-    }
-#endif
-    return 0;
-}
-
 static int fc_bn_centred_all(const float *x, Py_ssize_t n, float m, double *sum_d,
                              double *sum_dd)
 {

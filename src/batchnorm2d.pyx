@@ -6,12 +6,19 @@ For a channel c the data are N blocks ("planes") of L contiguous values, plane n
 (n*C + c)*L.
 
 Statistics (training forward). Each plane is cut into chunks of at most CHUNK values (in L1),
-each chunk gets a two-pass mean and centred sum of squares M2 (the second pass subtracts the
-chunk mean rounded to the data type, which is exact for values within a factor two of it, and
-corrects with the sum of the deviations; sums as described at RUN below), and chunk statistics
-are merged in order with Chan's pairwise formula, first into the plane's, then the planes into
-the channel's. So float32 data with mean 1e4 and std 1 get their variance to ~1e-7, and data
-pass through memory once for the statistics (not twice as in a global two-pass).
+each chunk gets its mean and centred sum of squares M2 in ONE pass over its values: deviations
+d = x - m from a shift m, the mean of the chunk's first 32 values computed in the data type
+(_shift; x - m is exact for values within a factor two of m), and the correction for m not
+being the chunk's mean, M2 = sum d^2 - (sum d)^2 / n (sums as described at STATS_RUN below).
+Chunk statistics are merged in order with Chan's pairwise formula, first into the plane's,
+then the planes into the channel's. So float32 data with mean 1e4 and std 1 get their
+variance to ~1e-7 (4e-8 measured), and data pass through memory once for the statistics (not
+twice as in a global two-pass). Until 2026-11-23 the shift was the chunk's own mean, from a
+first pass over the chunk: on Zen 3 (AVX2), old and new .so alternated, the one-pass form
+with 512-value runs takes 0.83-0.91x the time of the training forward on 32x32 planes,
+0.76-0.78x on 16x16 (2 threads; 0.81-0.91x / 0.73-0.80x at 1), and the relative error of
+the variance grew from 4e-10 to 4e-8 on that mean-1e4 data, to 2e-7 at most over the
+adversarial cases tried (a plane's first 32 values 1e5 above the rest).
 
 Normalisation: y = ((x - m_hi) - m_lo) * a + b with the double mean split into m_hi + m_lo in
 the data type: x - m_hi is exact for x near the mean, so large means lose no precision (the
@@ -24,15 +31,15 @@ For float32 the reductions and the elementwise passes run in AVX-512 or AVX2, pi
 time (``src/_bn_simd.h``), with the same operations in the same order: the same bits as the
 loops here. A reduction is one call per chunk with its accumulators in registers, and on
 AVX-512 the by-channel statistics take a channel's planes two at a time, so that the serial end of
-one plane's sums (32 dependent additions, which its second pass waits for) overlaps the other
-plane's work (the statistics pass was bound by these latencies, not by memory). The
+one plane's sums (32 dependent additions) overlaps the other plane's work. The
 by-channel passes prefetch the start of the next planes, those they read and, with PREFETCHW,
 those they write (planes of a channel lie C*L values apart, a stride the hardware prefetchers
 do not follow across pages). Measured on (64, 64, 32, 32) float32, 2 threads, against the plain
 AVX-512 run blocks and 1 KiB read prefetch: forward 0.74x, backward 0.79x the time (the output
 prefetch alone: 0.95x). The statistics then ask for the rest of the next pair's first page
-between this pair's sums and its centred passes (fc_prefetch_tail), which load nothing new:
-forward 0.93-0.97x the time on Zen 3 (AVX2) at 2 threads, 0.95x at 1. Streaming
+once this pair's shifts are taken, before its centred passes (fc_prefetch_tail): 0.95x the
+time of the forward without it on (64, 64, 32, 32), even on smaller layers (Zen 3, AVX2, 2
+threads). Streaming
 (non-temporal) stores for y and gx were slower on that machine (its non-temporal write
 bandwidth is below that of ordinary stores), so there are none.
 
@@ -55,7 +62,6 @@ from libc.string cimport memcpy
 # same operations in the same order as the Cython loops below, so results are bit-identical
 # on every path (contract in the header).
 cdef extern from "_bn_simd.h":
-    bint fc_bn_sum_all(const float* x, Py_ssize_t n, double* total) noexcept nogil
     bint fc_bn_centred_all(const float* x, Py_ssize_t n, float m, double* sum_d,
                            double* sum_dd) noexcept nogil
     bint fc_bn_chunk_pair(const float* x0, const float* x1, Py_ssize_t n, float* m,
@@ -90,14 +96,18 @@ def simd_target():
 cdef enum:
     LANES = 32                 # partial sums per reduction: at most; see _lanes
     RUN = 128                  # values per run summed in the data type, then in double
-    CHUNK = 2048               # values per two-pass chunk: 8 KiB (float32) / 16 KiB (float64)
+    STATS_RUN = 512            # the same for the statistics' centred sums (_centred_sums)
+    CHUNK = 2048               # values per statistics chunk (one shift): 8 / 16 KiB
     CHANNELS_PER_THREAD = 4    # below this many channels per thread, split channels by plane
     IMAGE_MAJOR_L = 256        # backward: planes shorter than this run image by image
 # Reductions keep _lanes() partial sums; within a run of RUN values each lane sums its RUN/lanes
 # values in the data type (4 per lane for float32, so the loops vectorise into plain SIMD with
 # no conversions), and runs are added into double accumulators: everything longer than 4
-# float32 values is summed in double. The order depends only on the data size, never on
-# n_threads. (Loop steps are written as the literals 128 = RUN: Cython needs a constant step.)
+# float32 values is summed in double. The statistics' centred sums use runs of STATS_RUN (16
+# float32 values per lane: a quarter of the conversions, which bound that pass; their values
+# are deviations from the chunk's shift, so the float sums stay small). The order depends
+# only on the data size, never on n_threads. (Loop steps are written as the literals 128 =
+# RUN and 512 = STATS_RUN: Cython needs a constant step.)
 
 
 cdef inline Py_ssize_t _lanes(floating dummy) noexcept nogil:
@@ -119,39 +129,23 @@ cdef inline bint _by_channel(Py_ssize_t C, Py_ssize_t N, int n_threads) noexcept
 
 # ------------------------------------------------------------------------------ statistics
 
-cdef double _sum(const floating* x, Py_ssize_t n) noexcept nogil:
-    """sum x[0..n) (runs in the data type, then double)."""
-    cdef double acc[LANES]
-    cdef floating part[LANES]
-    cdef Py_ssize_t W = _lanes(<floating>0)
-    cdef Py_ssize_t i, j, k, l, nr = n - n % RUN, nv = n - n % W
-    cdef double total = 0
-    if floating is float:
-        if fc_bn_sum_all(x, n, &total):
-            return total
-    for l in range(LANES):
-        acc[l] = 0
-        part[l] = 0
-    for i in range(0, nr, 128):
-        for l in range(W):
-            part[l] = 0
-        for k in range(RUN // W):
-            j = i + k * W
-            for l in range(W):
-                part[l] += x[j + l]
-        for l in range(W):
-            acc[l] += part[l]
-    for l in range(W):
-        part[l] = 0
-    for k in range((nv - nr) // W):
-        j = nr + k * W
-        for l in range(W):
-            part[l] += x[j + l]
-    for j in range(nv, n):
-        part[j - nv] += x[j]
-    for l in range(W):
-        total += acc[l] + part[l]
-    return total
+cdef floating _shift(const floating* x, Py_ssize_t n) noexcept nogil:
+    """A chunk's shift m: the mean of its first k = min(n, 32) values, v[l] = x[l] for l < k
+    and 0 after, summed in the data type in a fixed tree: t[l] = (v[l] + v[l+8]) + (v[l+16] +
+    v[l+24]) for l < 8, then t[l] += t[l+4] (l < 4), t[l] += t[l+2] (l < 2), t[0] + t[1]; the
+    SIMD paths add in the same order (the same bits)."""
+    cdef floating v[32]
+    cdef floating t[8]
+    cdef Py_ssize_t l, k = n if n < 32 else 32
+    for l in range(32):
+        v[l] = x[l] if l < k else 0
+    for l in range(8):
+        t[l] = (v[l] + v[l + 8]) + (v[l + 16] + v[l + 24])
+    for l in range(4):
+        t[l] = t[l] + t[l + 4]
+    for l in range(2):
+        t[l] = t[l] + t[l + 2]
+    return (t[0] + t[1]) / <floating>k
 
 
 cdef void _centred_sums(const floating* x, Py_ssize_t n, floating m, double* sum_d,
@@ -162,7 +156,7 @@ cdef void _centred_sums(const floating* x, Py_ssize_t n, floating m, double* sum
     cdef floating part[LANES]
     cdef floating part2[LANES]
     cdef Py_ssize_t W = _lanes(<floating>0)
-    cdef Py_ssize_t i, j, k, l, nr = n - n % RUN, nv = n - n % W
+    cdef Py_ssize_t i, j, k, l, nr = n - n % STATS_RUN, nv = n - n % W
     cdef floating d
     cdef double sd = 0, sdd = 0
     if floating is float:
@@ -173,11 +167,11 @@ cdef void _centred_sums(const floating* x, Py_ssize_t n, floating m, double* sum
         acc2[l] = 0
         part[l] = 0
         part2[l] = 0
-    for i in range(0, nr, 128):
+    for i in range(0, nr, 512):
         for l in range(W):
             part[l] = 0
             part2[l] = 0
-        for k in range(RUN // W):
+        for k in range(STATS_RUN // W):
             j = i + k * W
             for l in range(W):
                 d = x[j + l] - m
@@ -207,10 +201,10 @@ cdef void _centred_sums(const floating* x, Py_ssize_t n, floating m, double* sum
 
 
 cdef void _chunk_stats(const floating* x, Py_ssize_t n, Stats* s) noexcept nogil:
-    """Mean and M2 of x[0..n), 0 < n <= CHUNK, in two passes over L1-resident data: the
-    mean rounded to the data type m, then deviations from m (exact for x within a factor two
-    of m) and the correction for m's rounding: M2 = sum d^2 - (sum d)^2 / n."""
-    cdef floating m = <floating>(_sum(x, n) / n)
+    """Mean and M2 of x[0..n), 0 < n <= CHUNK, in one pass of deviations d = x - m from the
+    chunk's shift m (_shift: exact for x within a factor two of m) and the correction for m
+    not being the mean: M2 = sum d^2 - (sum d)^2 / n."""
+    cdef floating m = _shift(x, n)
     cdef double sd, sdd
     _centred_sums(x, n, m, &sd, &sdd)
     _chunk_from_sums(n, m, sd, sdd, s)
@@ -255,7 +249,7 @@ cdef void _plane_stats_pair(const floating* x0, const floating* x1, Py_ssize_t L
     """_plane_stats of two planes of L values, chunk by chunk side by side where a SIMD path
     does pairs (the same operations, so the same bits; module docstring on why). next0 and
     next1 (or NULL): the planes to be read next, the rest of whose first page is prefetched
-    once the first chunks' sums are in (fc_prefetch_tail)."""
+    once the first chunks' shifts are taken (fc_prefetch_tail)."""
     cdef Stats chunk0, chunk1
     cdef Py_ssize_t i, n, nb = L * sizeof(floating)
     cdef float m[2]

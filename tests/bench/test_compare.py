@@ -230,17 +230,33 @@ def test_conv_and_ops_rows_on_tiny_cases():
     assert rows[1]["fastconv_copy"] == pytest.approx(rows[1]["fastconv_gbps"] / 4.0)
 
 
+def _float64_twin(torch, name):
+    """A TrainPair whose PyTorch twin runs in float64 (same weights, batch and SGD)."""
+    pair = train_step.TrainPair(name, torch, batch=2)
+    pair.tmodel.double()
+    pair.tx = pair.tx.double()
+    pair.topt = torch.optim.SGD(pair.tmodel.parameters(), lr=train_step.LR,
+                                momentum=train_step.MOMENTUM)
+    return pair
+
+
 def test_torch_twins_match_the_fastconv_models():
-    # same weights, same batch: the timed work is the same work
+    # same weights, same batch: the timed work is the same work. At batch 2 the loss after
+    # the first update is sensitive to rounding: for mobilenet_small PyTorch's float32 twin
+    # and its float64 twin differ by 4.5e-4 (2026-11-23), and a float32 fastconv lands on
+    # either side depending on its summation order. So each step must match the float32 twin
+    # or the float64 one to 1e-4; an lr 5% off misses by 3.8e-4 (lenet5) to 1.2e-2 (resnet20).
     torch = _torch()
     for name in train_step.MODELS:
         pair = train_step.EvalPair(name, torch, batch=2)
         ref = pair.torch_forward()
         np.testing.assert_allclose(pair.fc_forward(), ref, rtol=1e-4, atol=1e-4, err_msg=name)
         np.testing.assert_allclose(pair.fc_fused_forward(), ref, rtol=1e-4, atol=1e-4)
-        pair = train_step.TrainPair(name, torch, batch=2)
+        pair, exact = train_step.TrainPair(name, torch, batch=2), _float64_twin(torch, name)
         for _ in range(2):  # the second step also checks the first SGD update
-            assert pair.fc_step() == pytest.approx(pair.torch_step(), rel=1e-4), name
+            ours, theirs, truth = pair.fc_step(), pair.torch_step(), exact.torch_step()
+            assert (ours == pytest.approx(theirs, rel=1e-4)
+                    or ours == pytest.approx(truth, rel=1e-4)), (name, ours, theirs, truth)
     assert train_step.TrainPair("lenet5", torch, batch=3).flops == 6 * 416520 * 3
     with pytest.raises(ValueError, match="no PyTorch twin"):
         train_step.torch_model("resnet18")

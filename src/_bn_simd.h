@@ -7,9 +7,9 @@
  * (128 values; STATS_RUN = 512 for the statistics' centred sums) at i summing x[i + 32k + l]
  * for k = 0..3 (0..15) in order from 0, the lane's run then added into the double acc[l]; the
  * remaining 32-value blocks and the last values into the float lanes; finally total = sum
- * over l of (acc[l] + part[l]), l in order. A chunk's shift adds its first 32 values in
- * _shift's fixed tree. AVX-512 and AVX2 do the whole reduction (the *_all functions:
- * accumulators in registers, one call per chunk; and pairs of chunks, fc_bn_chunk_pair). The
+ * over l of (acc[l] + part[l]), l in order. AVX-512 and AVX2 do the whole reduction (the
+ * *_all functions: accumulators in registers, one call per chunk; and on AVX-512 pairs of
+ * chunks, fc_bn_centred_pair). A chunk's shift (_shift, 32 values) stays in Cython. The
  * elementwise passes (fc_bn_normalize, fc_bn_grad_input) are the Cython loops' expressions.
  * Same operations, same order, no fused multiply-add (contraction is switched off here, the
  * baseline ISA has none), so the result is bit-identical to the Cython loops on every path.
@@ -165,32 +165,6 @@ fc_bn_lane_total(__m512d *a, __m512 p0, __m512 p1)
     return fc_bn_sum32(t);
 }
 
-/* _shift's tree over t[l] = (v[l] + v[l+8]) + (v[l+16] + v[l+24]), l < 8: t[l] += t[l+4],
- * t[l] += t[l+2], t[0] + t[1], over k values (shared by both widths) */
-static inline __attribute__((always_inline)) FC_BN_256 float fc_bn_shift_tree(__m256 t,
-                                                                               Py_ssize_t k)
-{
-    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-    u = _mm_add_ps(u, _mm_movehl_ps(u, u));
-    u = _mm_add_ss(u, _mm_movehdup_ps(u));
-    return _mm_cvtss_f32(u) / (float)k;
-}
-
-/* _shift: the mean of the first min(n, 32) values (v[l] = x[l], 0 past n) */
-static inline __attribute__((always_inline)) FC_BN_512 float fc_bn_shift512(const float *x,
-                                                                            Py_ssize_t n)
-{
-    __mmask16 k0 = 0xFFFF, k1 = 0xFFFF;
-    if (n < 32)
-        fc_bn_tail_masks(n, &k0, &k1);
-    __m512 p0 = _mm512_maskz_loadu_ps(k0, x), p1 = _mm512_maskz_loadu_ps(k1, x + 16);
-    __m256 v1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p0), 1));
-    __m256 v3 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p1), 1));
-    __m256 t = _mm256_add_ps(_mm256_add_ps(_mm512_castps512_ps256(p0), v1),
-                             _mm256_add_ps(_mm512_castps512_ps256(p1), v3));
-    return fc_bn_shift_tree(t, n < 32 ? n : 32);
-}
-
 /* the lanes of _centred_sums: acc a[4], b[4] (double), parts p0, p1, q0, q1 (float) */
 static inline __attribute__((always_inline)) FC_BN_512 void
 fc_bn_centred_lanes(const float *x, Py_ssize_t n, float m, __m512d *a, __m512d *b, __m512 *pq)
@@ -245,23 +219,17 @@ static FC_BN_512 void fc_bn_centred_all_512(const float *x, Py_ssize_t n, float 
     *sum_dd = fc_bn_lane_total(b, pq[2], pq[3]);
 }
 
-/* _chunk_stats' sums for two chunks of n values at once, x0 and x1: m[j] (the chunk's shift,
- * _shift), sd[j] = sum d, sdd[j] = sum d*d. The same operations as one chunk at a time, but
- * the serial lane sums (32-add dependency chains) of one chunk run alongside the other's. */
-static FC_BN_512 void fc_bn_chunk_pair_512(const float *x0, const float *x1, Py_ssize_t n,
-                                           float *m, double *sd, double *sdd,
-                                           const void *next0, const void *next1,
-                                           Py_ssize_t next_bytes)
+/* _centred_sums of two chunks of n values at once, x0 and x1, from their shifts m0 and m1:
+ * sd[j] = sum d, sdd[j] = sum d*d. The same operations as one chunk at a time, but the serial
+ * lane sums (32-add dependency chains) of one chunk run alongside the other's. */
+static FC_BN_512 void fc_bn_centred_pair_512(const float *x0, const float *x1, Py_ssize_t n,
+                                             float m0, float m1, double *sd, double *sdd)
 {
     __m512d a[4], b[4], c[4], d[4];
     __m512 pq[4], rs[4];
     double t[4][32], s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    m[0] = fc_bn_shift512(x0, n);
-    m[1] = fc_bn_shift512(x1, n);
-    fc_prefetch_tail(next0, next_bytes);
-    fc_prefetch_tail(next1, next_bytes);
-    fc_bn_centred_lanes(x0, n, m[0], a, b, pq);
-    fc_bn_centred_lanes(x1, n, m[1], c, d, rs);
+    fc_bn_centred_lanes(x0, n, m0, a, b, pq);
+    fc_bn_centred_lanes(x1, n, m1, c, d, rs);
     FC_BN_ACC4(a, pq[0], pq[1]);
     FC_BN_ACC4(b, pq[2], pq[3]);
     FC_BN_ACC4(c, rs[0], rs[1]);
@@ -409,24 +377,6 @@ fc_bn_tail_masks256(Py_ssize_t r, __m256i *k)
         k[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(r - 8 * v)), iota);
 }
 
-/* _shift with AVX2 */
-static inline __attribute__((always_inline)) FC_BN_256 float fc_bn_shift256(const float *x,
-                                                                            Py_ssize_t n)
-{
-    __m256 v[4];
-    __m256i k[4];
-    if (n >= 32) {
-        for (int j = 0; j < 4; j++)
-            v[j] = _mm256_loadu_ps(x + 8 * j);
-    } else {
-        fc_bn_tail_masks256(n, k);
-        for (int j = 0; j < 4; j++)
-            v[j] = _mm256_maskload_ps(x + 8 * j, k[j]);
-    }
-    return fc_bn_shift_tree(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])),
-                            n < 32 ? n : 32);
-}
-
 static FC_BN_256 void fc_bn_centred_all_256(const float *x, Py_ssize_t n, float m,
                                             double *sum_d, double *sum_dd)
 {
@@ -468,20 +418,6 @@ static FC_BN_256 void fc_bn_centred_all_256(const float *x, Py_ssize_t n, float 
     }
     *sum_d = fc_bn_lane_total256(a, p);
     *sum_dd = fc_bn_lane_total256(b, q);
-}
-
-/* fc_bn_chunk_pair_512's results, one chunk after the other */
-static FC_BN_256 void fc_bn_chunk_pair_256(const float *x0, const float *x1, Py_ssize_t n,
-                                           float *m, double *sd, double *sdd,
-                                           const void *next0, const void *next1,
-                                           Py_ssize_t next_bytes)
-{
-    m[0] = fc_bn_shift256(x0, n);
-    m[1] = fc_bn_shift256(x1, n);
-    fc_prefetch_tail(next0, next_bytes);
-    fc_prefetch_tail(next1, next_bytes);
-    fc_bn_centred_all_256(x0, n, m[0], sd, sdd);
-    fc_bn_centred_all_256(x1, n, m[1], sd + 1, sdd + 1);
 }
 
 /* fc_bn_grad_lanes with AVX2 (relu: gy masked as fc_bn_relu_mask does) */
@@ -570,17 +506,14 @@ static int fc_bn_centred_all(const float *x, Py_ssize_t n, float m, double *sum_
     return 0;
 }
 
-static int fc_bn_chunk_pair(const float *x0, const float *x1, Py_ssize_t n, float *m,
-                            double *sd, double *sdd, const void *next0, const void *next1,
-                            Py_ssize_t next_bytes)
+/* fc_bn_centred_pair: AVX-512 only (elsewhere the caller runs the chunks one after the
+ * other, the same sums) */
+static int fc_bn_centred_pair(const float *x0, const float *x1, Py_ssize_t n, float m0,
+                              float m1, double *sd, double *sdd)
 {
 #if FC_BN_X86
     if (fc_bn_target() == FC_BN_AVX512) {
-        fc_bn_chunk_pair_512(x0, x1, n, m, sd, sdd, next0, next1, next_bytes);
-        return 1;
-    }
-    if (fc_bn_target() == FC_BN_AVX2) {
-        fc_bn_chunk_pair_256(x0, x1, n, m, sd, sdd, next0, next1, next_bytes);
+        fc_bn_centred_pair_512(x0, x1, n, m0, m1, sd, sdd);
         return 1;
     }
 #endif

@@ -64,9 +64,8 @@ from libc.string cimport memcpy
 cdef extern from "_bn_simd.h":
     bint fc_bn_centred_all(const float* x, Py_ssize_t n, float m, double* sum_d,
                            double* sum_dd) noexcept nogil
-    bint fc_bn_chunk_pair(const float* x0, const float* x1, Py_ssize_t n, float* m,
-                          double* sd, double* sdd, const void* next0, const void* next1,
-                          Py_ssize_t next_bytes) noexcept nogil
+    bint fc_bn_centred_pair(const float* x0, const float* x1, Py_ssize_t n, float m0,
+                            float m1, double* sd, double* sdd) noexcept nogil
     bint fc_bn_grad_all(const float* gy, const float* x, Py_ssize_t n, float m_hi, float m_lo,
                         double* sum_gy, double* dot) noexcept nogil
     const char* fc_bn_active_target() noexcept nogil
@@ -132,15 +131,18 @@ cdef inline bint _by_channel(Py_ssize_t C, Py_ssize_t N, int n_threads) noexcept
 cdef floating _shift(const floating* x, Py_ssize_t n) noexcept nogil:
     """A chunk's shift m: the mean of its first k = min(n, 32) values, v[l] = x[l] for l < k
     and 0 after, summed in the data type in a fixed tree: t[l] = (v[l] + v[l+8]) + (v[l+16] +
-    v[l+24]) for l < 8, then t[l] += t[l+4] (l < 4), t[l] += t[l+2] (l < 2), t[0] + t[1]; the
-    SIMD paths add in the same order (the same bits)."""
+    v[l+24]) for l < 8, then t[l] += t[l+4] (l < 4), t[l] += t[l+2] (l < 2), t[0] + t[1]. Every
+    path takes the shift from here (32 values a chunk: SIMD would gain nothing)."""
     cdef floating v[32]
     cdef floating t[8]
     cdef Py_ssize_t l, k = n if n < 32 else 32
-    for l in range(32):
-        v[l] = x[l] if l < k else 0
+    cdef const floating* p = x
+    if n < 32:          # the values, then zeros
+        for l in range(32):
+            v[l] = x[l] if l < k else 0
+        p = v
     for l in range(8):
-        t[l] = (v[l] + v[l + 8]) + (v[l + 16] + v[l + 24])
+        t[l] = (p[l] + p[l + 8]) + (p[l + 16] + p[l + 24])
     for l in range(4):
         t[l] = t[l] + t[l + 4]
     for l in range(2):
@@ -246,13 +248,14 @@ cdef void _plane_stats(const floating* x, Py_ssize_t L, Stats* s) noexcept nogil
 cdef void _plane_stats_pair(const floating* x0, const floating* x1, Py_ssize_t L, Stats* s0,
                             Stats* s1, const floating* next0,
                             const floating* next1) noexcept nogil:
-    """_plane_stats of two planes of L values, chunk by chunk side by side where a SIMD path
-    does pairs (the same operations, so the same bits; module docstring on why). next0 and
-    next1 (or NULL): the planes to be read next, the rest of whose first page is prefetched
-    once the first chunks' shifts are taken (fc_prefetch_tail)."""
+    """_plane_stats of two planes of L values, chunk by chunk side by side: both chunks'
+    shifts, then their centred sums (on AVX-512 in one call, fc_bn_centred_pair: the same
+    operations, so the same bits; module docstring on why). next0 and next1 (or NULL): the
+    planes to be read next, the rest of whose first page is prefetched once the first
+    chunks' shifts are taken (fc_prefetch_tail)."""
     cdef Stats chunk0, chunk1
     cdef Py_ssize_t i, n, nb = L * sizeof(floating)
-    cdef float m[2]
+    cdef floating m0, m1
     cdef double sd[2]
     cdef double sdd[2]
     s0.count = s1.count = 0
@@ -260,16 +263,16 @@ cdef void _plane_stats_pair(const floating* x0, const floating* x1, Py_ssize_t L
     s0.m2 = s1.m2 = 0
     for i in range(0, L, 2048):
         n = CHUNK if L - i > CHUNK else L - i
-        if floating is float and fc_bn_chunk_pair(x0 + i, x1 + i, n, m, sd, sdd, next0, next1,
-                                                  nb):
-            _chunk_from_sums(n, <floating>m[0], sd[0], sdd[0], &chunk0)
-            _chunk_from_sums(n, <floating>m[1], sd[1], sdd[1], &chunk1)
-        else:
-            _chunk_stats(x0 + i, n, &chunk0)
-            fc_prefetch_tail(next0, nb)
-            fc_prefetch_tail(next1, nb)
-            _chunk_stats(x1 + i, n, &chunk1)
+        m0 = _shift(x0 + i, n)
+        m1 = _shift(x1 + i, n)
+        fc_prefetch_tail(next0, nb)
+        fc_prefetch_tail(next1, nb)
         next0 = next1 = NULL
+        if not (floating is float and fc_bn_centred_pair(x0 + i, x1 + i, n, m0, m1, sd, sdd)):
+            _centred_sums(x0 + i, n, m0, &sd[0], &sdd[0])
+            _centred_sums(x1 + i, n, m1, &sd[1], &sdd[1])
+        _chunk_from_sums(n, m0, sd[0], sdd[0], &chunk0)
+        _chunk_from_sums(n, m1, sd[1], sdd[1], &chunk1)
         _merge(s0, &chunk0)
         _merge(s1, &chunk1)
 

@@ -2,7 +2,9 @@
 kernels with stride 1 and groups 1 (any padding). A dilation d (per axis) that divides the
 input's size and the padding is d_h*d_w undilated convolutions, one per phase of the input
 (rows r::d_h, columns q::d_w, padding / d): the phases are split out, run as a batch of
-images, and merged back (_split, _merge).
+images, and merged back (phase_copy). forward and backward_input do that image by image
+when the batch shares evenly between the threads (run_phases: an image's phases stay in the
+core's caches), otherwise over the whole batch (_split, _merge), as backward_weight does.
 
 Each 2x2 output tile costs 16 multiplies per (input, output) channel pair instead of 36: the
 input's 4x4 patches and the kernels are transformed (B^T d B, G g G^T), the channel sums are
@@ -28,8 +30,8 @@ written by one block, and computed the same way whichever block holds it, so res
 depend on the thread count. backward_weight sums fixed groups of images (by the shape, not
 the thread count) in parallel into partials, added in group order.
 
-Workspace: the transformed weights and packed inputs live in per-thread scratch (scratch.h),
-reused from call to call; backward_weight allocates its partial sums (at most 16 MiB).
+Workspace: the transformed weights, packed inputs and run_phases' images live in per-thread
+scratch (scratch.h), reused from call to call; backward_weight allocates its partial sums (at most 16 MiB).
 """
 from cython.parallel cimport prange
 from cython cimport floating
@@ -250,6 +252,63 @@ cdef int chunk(const floating *x, const floating *U, const floating *bias, float
     return 0
 
 
+cdef int transform(const floating *w, bint flip, fc_wn_geo *g, floating **U,
+                   int n_threads) noexcept nogil:
+    """*U = the transformed weights of g (scratch slot 1 of the calling thread), in parallel
+    over output channels. 0, 1 (a NaN or an infinity in w) or -1 (no memory)."""
+    cdef Py_ssize_t k
+    cdef int bad = 0
+    U[0] = <floating *>fc_scratch(1, 16 * g.K * g.C * sizeof(floating))
+    if U[0] == NULL:
+        return -1
+    for k in prange(g.K, num_threads=n_threads, schedule="static"):
+        if floating is float:
+            bad += fc_wn_weights_f32(w, k, flip, g, U[0])
+        else:
+            bad += fc_wn_weights_f64(w, k, flip, g, U[0])
+    return 1 if bad else 0
+
+
+cdef int run_phases(const floating *x, const floating *w, bint flip, const floating *bias,
+                    floating *y, fc_wn_geo *g, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W,
+                    Py_ssize_t OH, Py_ssize_t OW, int dh, int dw, int n_threads) noexcept nogil:
+    """y (N, K, OH, OW) = the dilated convolution of x (N, C, H, W), image by image: each
+    thread splits its image into its dh*dw phase images (scratch slot 4, phase_copy), runs
+    them as g (the geometry of one image's phases: g.N = dh*dw), in chunks of at most
+    CHUNK_BYTES, into slot 5, and merges them into y, so the phases stay in the core's
+    caches (split and merge over the whole batch went through memory: on dilated_d2's
+    forward they were 0.7 of its 7.7 ms). Needs OH, OW = the phases' output times (dh, dw).
+    0, 1 (non-finite input or weights) or -1 (no memory)."""
+    cdef floating *U = NULL
+    cdef floating *xs
+    cdef floating *ys
+    cdef Py_ssize_t n, c, p0, C = g.C, K = g.K
+    cdef Py_ssize_t nb = max(1, <Py_ssize_t>(CHUNK_BYTES // (g.ln * sizeof(floating))))
+    cdef int bad = 0, nomem = 0, status = transform(w, flip, g, &U, n_threads)
+    if status:
+        return status
+    for n in prange(N, num_threads=n_threads, schedule="static"):
+        xs = <floating *>fc_scratch(4, C * H * W * sizeof(floating))
+        ys = <floating *>fc_scratch(5, K * OH * OW * sizeof(floating))
+        if xs == NULL or ys == NULL:
+            nomem += 1
+        else:
+            for c in range(C):
+                phase_copy(<floating *>x + (n * C + c) * H * W, xs, 0, c, C, H, W, dh, dw,
+                           True)
+            status = 0
+            p0 = 0
+            while p0 < g.N and status == 0:
+                status = chunk(xs, U, bias, ys, g, p0, min(nb, g.N - p0))
+                p0 = p0 + nb
+            nomem += status < 0
+            bad += status > 0
+            if status == 0:
+                for c in range(K):
+                    phase_copy(y + (n * K + c) * OH * OW, ys, 0, c, K, OH, OW, dh, dw, False)
+    return -1 if nomem else (1 if bad else 0)
+
+
 cdef int run(const floating *x, const floating *w, bint flip, const floating *bias,
              floating *y, fc_wn_geo *g, int n_threads) noexcept nogil:
     """y = the convolution of fc_wn_geo g. 0, 1 (non-finite input or weights: y partly
@@ -260,23 +319,16 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
     parallel into one buffer and the blocks of tiles run in parallel. Scratch slots: the
     calling thread keeps U in 1 (and the shared packing in 2); every thread uses 0, 2 and 3
     for its V, packed chunk and M."""
-    cdef floating *U = <floating *>fc_scratch(1, 16 * g.K * g.C * sizeof(floating))
+    cdef floating *U = NULL
     cdef floating *xp
     cdef floating *row
     cdef Py_ssize_t i, nb, nchunks, nblocks
     cdef size_t per
-    cdef int bad = 0, nomem = 0, status
+    cdef int bad = 0, nomem = 0, status = transform(w, flip, g, &U, n_threads)
     cdef floating *V
     cdef floating *M
-    if U == NULL:
-        return -1
-    for i in prange(g.K, num_threads=n_threads, schedule="static"):
-        if floating is float:
-            bad += fc_wn_weights_f32(w, i, flip, g, U)
-        else:
-            bad += fc_wn_weights_f64(w, i, flip, g, U)
-    if bad:
-        return 1
+    if status:
+        return status
     if g.N >= n_threads:
         # chunks of at most CHUNK_BYTES (or one image), a multiple of n_threads of them
         # (at most N), their sizes differing by at most one image
@@ -325,6 +377,27 @@ cdef object check_supported(str op, int kh, int kw, int stride_h, int stride_w, 
                          f"({pad_h}, {pad_w})")
 
 
+cdef bint phases_in_cache(Py_ssize_t N, Py_ssize_t C, Py_ssize_t K, Py_ssize_t H,
+                          Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int dh, int dw,
+                          int n_threads):
+    """Whether a dilated call whose run reads (N, C, H, W) and writes (N, K, OH, OW) goes
+    image by image (run_phases): every size positive and a multiple of the dilation, and
+    images enough to share evenly between the threads. Otherwise the whole batch is split
+    into phase images first, and those are shared out (a batch of one still uses every
+    thread)."""
+    return N >= n_threads and (N % n_threads == 0 or N >= 4 * n_threads) and C > 0 and \
+        K > 0 and H > 0 and W > 0 and OH > 0 and OW > 0 and H % dh == 0 and W % dw == 0 and \
+        OH % dh == 0 and OW % dw == 0
+
+
+cdef bint fallback(str op, int status) except -1:
+    """True when run's status asks for conv2d_im2col's kernel (1: a NaN or an infinity in
+    the input or the weights, or no pixel under any window); MemoryError for -1."""
+    if status < 0:
+        raise MemoryError(f"conv2d_winograd.{op}: cannot allocate the workspace")
+    return status == 1
+
+
 def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
             const floating[:, :, :, ::1] weight,   # IN  (C_out, C_in, 3, 3)
             const floating[::1] bias,              # IN  (C_out,) or length 0: no bias
@@ -335,10 +408,30 @@ def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     writes only its blocks' tiles). Inputs holding NaN or infinity run conv2d_im2col."""
     check_supported("forward", weight.shape[2], weight.shape[3], stride_h, stride_w, dil_h,
                     dil_w, groups, x.shape[2], x.shape[3], pad_h, pad_w)
+    cdef fc_wn_geo g
+    cdef int status = 0
+    cdef Py_ssize_t oh, ow
+    cdef const floating *b = NULL
+    if bias.shape[0] > 0:
+        b = &bias[0]
     if dil_h != 1 or dil_w != 1:
         # each phase's output at its natural size (a multiple of the dilation); out may be
         # smaller (conv_transpose2d's input gradient under output_padding): then cropped
         oh, ow = x.shape[2] + 2 * pad_h - 2 * dil_h, x.shape[3] + 2 * pad_w - 2 * dil_w
+        if (oh, ow) == (out.shape[2], out.shape[3]) and phases_in_cache(
+                x.shape[0], x.shape[1], out.shape[1], x.shape[2], x.shape[3], oh, ow, dil_h,
+                dil_w, n_threads):
+            fc_wn_geometry(&g, dil_h * dil_w, x.shape[1], out.shape[1], x.shape[2] // dil_h,
+                           x.shape[3] // dil_w, oh // dil_h, ow // dil_w, pad_h // dil_h,
+                           pad_w // dil_w)
+            with nogil:
+                status = run_phases(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], False, b,
+                                    &out[0, 0, 0, 0], &g, x.shape[0], x.shape[2], x.shape[3],
+                                    oh, ow, dil_h, dil_w, n_threads)
+            if fallback("forward", status):
+                _im2col.forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, dil_h,
+                                dil_w, groups, n_threads)
+            return
         xs = _split(x, dil_h, dil_w, n_threads)
         ys = np.empty((xs.shape[0], out.shape[1], oh // dil_h, ow // dil_w), xs.dtype)
         forward(xs, weight, bias, ys, 1, 1, pad_h // dil_h, pad_w // dil_w, 1, 1, 1, n_threads)
@@ -349,26 +442,19 @@ def forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
             _merge(ys, full, dil_h, dil_w, n_threads)
             np.asarray(out)[...] = full[:, :, :out.shape[2], :out.shape[3]]
         return
-    cdef fc_wn_geo g
-    cdef int status = 0
-    cdef const floating *b = NULL
     fc_wn_geometry(&g, x.shape[0], x.shape[1], out.shape[1], x.shape[2], x.shape[3],
                    out.shape[2], out.shape[3], pad_h, pad_w)
     if g.N == 0 or g.K == 0 or g.OH * g.OW == 0:
         return
-    if bias.shape[0] > 0:
-        b = &bias[0]
     # no pixel under any window (only padding): im2col's forward gives the bias
     status = 1
     if g.C > 0 and g.H * g.W > 0:
         with nogil:
             status = run(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], False, b, &out[0, 0, 0, 0],
                          &g, n_threads)
-    if status == 1:                        # that, or a NaN / infinity in x or the weights
+    if fallback("forward", status):        # that, or a NaN / infinity in x or the weights
         _im2col.forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
                         groups, n_threads)
-    elif status != 0:
-        raise MemoryError("conv2d_winograd.forward: cannot allocate the workspace")
 
 
 def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, OW)
@@ -382,7 +468,25 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
     extra rows and columns see zeros). Parallel as forward."""
     check_supported("backward_input", weight.shape[2], weight.shape[3], stride_h, stride_w,
                     dil_h, dil_w, groups, grad_in.shape[2], grad_in.shape[3], pad_h, pad_w)
+    cdef fc_wn_geo g
+    cdef int status = 0
     if dil_h != 1 or dil_w != 1:
+        if phases_in_cache(grad_out.shape[0], grad_out.shape[1], grad_in.shape[1],
+                           grad_out.shape[2], grad_out.shape[3], grad_in.shape[2],
+                           grad_in.shape[3], dil_h, dil_w, n_threads):
+            fc_wn_geometry(&g, dil_h * dil_w, grad_out.shape[1], grad_in.shape[1],
+                           grad_out.shape[2] // dil_h, grad_out.shape[3] // dil_w,
+                           grad_in.shape[2] // dil_h, grad_in.shape[3] // dil_w,
+                           2 - pad_h // dil_h, 2 - pad_w // dil_w)
+            with nogil:
+                status = run_phases(&grad_out[0, 0, 0, 0], &weight[0, 0, 0, 0], True, NULL,
+                                    &grad_in[0, 0, 0, 0], &g, grad_out.shape[0],
+                                    grad_out.shape[2], grad_out.shape[3], grad_in.shape[2],
+                                    grad_in.shape[3], dil_h, dil_w, n_threads)
+            if fallback("backward_input", status):
+                _im2col.backward_input(grad_out, weight, grad_in, stride_h, stride_w, pad_h,
+                                       pad_w, dil_h, dil_w, groups, n_threads)
+            return
         gys = _split_grad(np.asarray(grad_out), dil_h, dil_w, n_threads)
         gxs = np.empty((gys.shape[0], grad_in.shape[1], grad_in.shape[2] // dil_h,
                         grad_in.shape[3] // dil_w), gys.dtype)
@@ -390,8 +494,6 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
                        n_threads)
         _merge(gxs, grad_in, dil_h, dil_w, n_threads)
         return
-    cdef fc_wn_geo g
-    cdef int status = 0
     fc_wn_geometry(&g, grad_out.shape[0], grad_out.shape[1], grad_in.shape[1],
                    grad_out.shape[2], grad_out.shape[3], grad_in.shape[2], grad_in.shape[3],
                    2 - pad_h, 2 - pad_w)
@@ -403,11 +505,9 @@ def backward_input(const floating[:, :, :, ::1] grad_out,  # IN  (N, C_out, OH, 
     with nogil:
         status = run(&grad_out[0, 0, 0, 0], &weight[0, 0, 0, 0], True, NULL,
                      &grad_in[0, 0, 0, 0], &g, n_threads)
-    if status == 1:
+    if fallback("backward_input", status):
         _im2col.backward_input(grad_out, weight, grad_in, stride_h, stride_w, pad_h, pad_w,
                                dil_h, dil_w, groups, n_threads)
-    elif status != 0:
-        raise MemoryError("conv2d_winograd.backward_input: cannot allocate the workspace")
 
 
 cdef int wgrad_group(const float *x, const float *gy, fc_wn_geo *g, Py_ssize_t n0,
@@ -453,20 +553,30 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
     conv2d_im2col's."""
     check_supported("backward_weight", grad_weight.shape[2], grad_weight.shape[3], stride_h,
                     stride_w, dil_h, dil_w, groups, x.shape[2], x.shape[3], pad_h, pad_w)
+    if not wgrad(x, grad_out, grad_weight, pad_h, pad_w, dil_h, dil_w, n_threads):
+        _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,
+                                dil_h, dil_w, groups, n_threads)
+
+
+cdef bint wgrad(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] grad_out,
+                floating[:, :, :, ::1] grad_weight, int pad_h, int pad_w, int dil_h, int dil_w,
+                int n_threads) except -1:
+    """backward_weight by Winograd (a dilation on the phase images): True when done, False
+    when the call is conv2d_im2col's (float64, no SIMD, empty sizes, or a NaN or an infinity
+    in x or grad_out: then im2col runs on the caller's own arrays, the same bits as calling
+    it directly)."""
+    if floating is double or not simd_available():
+        return False
+    cdef floating[:, :, :, ::1] xs, gys
     if dil_h != 1 or dil_w != 1:
-        backward_weight(_split(x, dil_h, dil_w, n_threads),
-                        _split_grad(np.asarray(grad_out), dil_h, dil_w, n_threads),
-                        grad_weight, 1, 1, pad_h // dil_h, pad_w // dil_w, 1, 1, 1, n_threads)
-        return
+        xs = _split(x, dil_h, dil_w, n_threads)
+        gys = _split_grad(np.asarray(grad_out), dil_h, dil_w, n_threads)
+        return wgrad(xs, gys, grad_weight, pad_h // dil_h, pad_w // dil_w, 1, 1, n_threads)
     cdef fc_wn_geo g
     fc_wn_geometry(&g, x.shape[0], x.shape[1], grad_out.shape[1], x.shape[2], x.shape[3],
                    grad_out.shape[2], grad_out.shape[3], pad_h, pad_w)
-    if floating is double or not simd_available() or g.N == 0 or g.C == 0 or \
-            g.K == 0 or \
-            g.OH * g.OW == 0 or g.H * g.W == 0:
-        _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,
-                                dil_h, dil_w, groups, n_threads)
-        return
+    if g.N == 0 or g.C == 0 or g.K == 0 or g.OH * g.OW == 0 or g.H * g.W == 0:
+        return False
     cdef Py_ssize_t CP = fc_wn_cpad(g.C), size = 16 * g.K * CP
     cdef Py_ssize_t ngroups = max(1, min(WG_GROUPS, g.N, <Py_ssize_t>(WG_BUDGET // (size * 4))))
     cdef Py_ssize_t nb = (g.N + ngroups - 1) // ngroups, i, j, k
@@ -487,11 +597,7 @@ def backward_weight(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
                     for j in range(16):
                         add_row(pp + (j * g.K + k) * CP, pp + i * size + (j * g.K + k) * CP, CP)
                 fc_wn_wgrad_finish(pp, g.K, g.C, k, <float *>&grad_weight[0, 0, 0, 0])
-    if nomem:
-        raise MemoryError("conv2d_winograd.backward_weight: cannot allocate the workspace")
-    if bad:
-        _im2col.backward_weight(x, grad_out, grad_weight, stride_h, stride_w, pad_h, pad_w,
-                                dil_h, dil_w, groups, n_threads)
+    return not fallback("backward_weight", -1 if nomem else (1 if bad else 0))
 
 
 cdef inline void add_row(float *acc, const float *a, Py_ssize_t n) noexcept nogil:

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FC_SCRATCH_SLOTS 4
+#define FC_SCRATCH_SLOTS 6
 #define FC_SCRATCH_ALIGN 64
 
 typedef struct { void *ptr[FC_SCRATCH_SLOTS]; size_t size[FC_SCRATCH_SLOTS]; } fc_scratch_set;

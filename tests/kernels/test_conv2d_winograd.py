@@ -101,7 +101,11 @@ for case in t.CASES:
 for where in ('x', 'gy', 'w'):
     for bad in (np.inf, -np.inf, np.nan):
         for n in (1, 4):
-            t.test_non_finite_values_give_im2col_results(where, bad, n, np.random.default_rng(0))
+            for d in (1, 2):
+                t.test_non_finite_values_give_im2col_results(where, bad, n, d,
+                                                             np.random.default_rng(0))
+for case in t.DILATED:
+    t.test_dilation_runs_on_the_phases(case, np.float32, np.random.default_rng(0))
 print('OK')
 """
 
@@ -123,11 +127,15 @@ def test_lower_paths_match(target):
 @pytest.mark.parametrize("where", ["x", "gy", "w"])
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("n", [1, 4])     # the shared and the batch-parallel paths
-def test_non_finite_values_give_im2col_results(where, bad, n, rng):
+@pytest.mark.parametrize("d", [1, 2])     # dilated at n 4: image by image (run_phases)
+def test_non_finite_values_give_im2col_results(where, bad, n, d, rng):
     """inf - inf inside a transform would turn a whole tile NaN where the direct sum gives
     inf: the passes that see such a value run conv2d_im2col, bit for bit."""
-    x, w, b, gy, geo = _arrays((n, 8, 6, 7, 8, (1, 1)), np.float32, rng)
-    {"x": x, "gy": gy, "w": w}[where][0, 3, 2, 1] = bad
+    x, w, b, gy, geo = _arrays((n, 8, 6, 8, 8, (d, d)), np.float32, rng)
+    if d > 1:
+        geo = (1, 1, d, d, d, d, 1)
+        gy = gy[:, :, :6, :8].copy()
+    {"x": x, "gy": gy, "w": w}[where][n - 1, 3, 2, 1] = bad
     got, want = conv_passes(W, x, w, b, gy, geo, 2), conv_passes(K, x, w, b, gy, geo, 2)
     sees = {"x": ("forward", "backward_weight"), "gy": ("backward_input", "backward_weight"),
             "w": ("forward", "backward_input")}[where]
@@ -189,17 +197,23 @@ def test_public_ops_and_float64_gradients(padding, rng):
                                                           algorithm="winograd"), inputs)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", [
+# at 1, 2 and 3 threads, batches 1-3 run both dilated paths: image by image (run_phases:
+# the batch a multiple of the threads) and the whole batch split into phase images first
+DILATED = [
     (2, 5, 8, 6, 7, (2, 2), (2, 2)),       # the dilated layer of the bench, small
     (1, 4, 9, 8, 3, (3, 2), (3, 2)),       # different dilations per axis
     (3, 8, 12, 12, 8, (0, 0), (2, 2)),     # no padding
     (2, 3, 8, 8, 4, (4, 2), (2, 1)),       # dilation along one axis only
     (2, 3, 6, 38, 4, (2, 2), (2, 2)),      # phases 19 wide: two SIMD blocks and a tail
-])
+    (2, 64, 40, 40, 8, (2, 2), (2, 2)),    # 3 phases of 64x20x20 fill a chunk: 2 an image
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", DILATED)
 def test_dilation_runs_on_the_phases(case, dtype, rng):
     """A dilation dividing the input size and the padding: the reference and im2col for all
-    three passes, bit for bit the same for any thread count."""
+    three passes, bit for bit the same for any thread count (and so for either path)."""
     n, c_in, h, w, c_out, p, d = case
     oh, ow = h + 2 * p[0] - 2 * d[0], w + 2 * p[1] - 2 * d[1]
     x = rng.standard_normal((n, c_in, h, w)).astype(dtype)

@@ -189,35 +189,42 @@ def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=Tru
     out(header)
     out("-" * len(header))
     rows = []
-    for op in cases():
-        if layers and op.name not in layers:
-            continue
-        nbytes = op.bytes()
+    chosen = [op for op in cases() if not layers or op.name in layers]
+    # each library in a loop of its own over the ops (fastconv, then NumPy, then PyTorch):
+    # another library's threads still spin after its calls, and a sub-millisecond op timed
+    # then measures them (global average pooling forward at 2 threads on the Zen 3 VM,
+    # 2026-11-23: 0.044-0.055 ms after fastconv's own rows, 0.071-0.074 right after a
+    # PyTorch row, despite SETTLE_MS of its own calls first)
+    ours, base = {}, {op.name: {} for op in chosen}
+    for op in chosen:
         with fc.no_grad():
-            ours = [median_ms(op.fc_forward(), repeat, settle_ms=SETTLE_MS)]
-        ours.append(median_ms(op.fc_backward(), repeat, settle_ms=SETTLE_MS))
-        base = {}
-        if with_reference:
-            base["numpy"] = [median_ms(f, repeat, budget_s=10) for f in op.ref_fns()]
-        if torch is not None:
-            base["torch"] = [median_ms(f, repeat, settle_ms=SETTLE_MS)
-                             for f in op.torch_fns(torch)]
+            fwd = median_ms(op.fc_forward(), repeat, settle_ms=SETTLE_MS)
+        ours[op.name] = [fwd, median_ms(op.fc_backward(), repeat, settle_ms=SETTLE_MS)]
+    if with_reference:
+        for op in chosen:
+            base[op.name]["numpy"] = [median_ms(f, repeat, budget_s=10) for f in op.ref_fns()]
+    if torch is not None:
+        for op in chosen:
+            base[op.name]["torch"] = [median_ms(f, repeat, settle_ms=SETTLE_MS)
+                                      for f in op.torch_fns(torch)]
+    for op in chosen:
+        nbytes, mine, theirs = op.bytes(), ours[op.name], base[op.name]
         for i, pass_name in enumerate(("fwd", "bwd")):
-            row = {"op": op.name, "shape": op.shape, "pass": pass_name, "ms": ours[i],
-                   "gbps": nbytes[i] / ours[i] / 1e6, "threads": threads}
+            row = {"op": op.name, "shape": op.shape, "pass": pass_name, "ms": mine[i],
+                   "gbps": nbytes[i] / mine[i] / 1e6, "threads": threads}
             if copy_gbps:
                 row["copy_fraction"] = row["gbps"] / copy_gbps
-            for lib, t in base.items():
+            for lib, t in theirs.items():
                 row[f"{lib}_ms"] = t[i]
-                row[f"speedup_vs_{lib}"] = t[i] / ours[i]
+                row[f"speedup_vs_{lib}"] = t[i] / mine[i]
             rows.append(row)
             cells = []
             for lib in ("numpy", "torch"):
-                if lib in base:
+                if lib in theirs:
                     cells.append(f"{row[lib + '_ms']:9.2f} {row['speedup_vs_' + lib]:8.1f}")
                 else:
                     cells.append(f"{'-':>9s} {'-':>8s}")
             frac = (f"{100 * row['copy_fraction']:5.0f}%" if copy_gbps else f"{'-':>6s}")
-            out(f"{op.name:18s} {pass_name:4s} {ours[i]:8.3f} {row['gbps']:7.1f} {frac} "
+            out(f"{op.name:18s} {pass_name:4s} {mine[i]:8.3f} {row['gbps']:7.1f} {frac} "
                 f"{cells[0]} {cells[1]}")
     return rows

@@ -16,7 +16,7 @@ from fastconv.reference import activations as ref_act
 from fastconv.reference import batchnorm as ref_bn
 from fastconv.reference import pool as ref_pool
 
-from ._timing import median_ms, memory_probe, try_import_torch
+from ._timing import median_ms, memory_probe, try_import_torch, under_no_grad
 
 F32 = 4
 # untimed calls of the same library before timing (bench._timing._settle): another
@@ -167,6 +167,12 @@ def cases():
     ]
 
 
+def _times(ops, fns, **timing):
+    """{op name: [median_ms(f, **timing) for f in fns(op)]}: one library, in one loop over
+    the ops."""
+    return {op.name: [median_ms(f, **timing) for f in fns(op)] for op in ops}
+
+
 def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=True,
         with_probe=True, out=print):
     """Time every op; return row dicts and print a table through ``out``. ``with_probe``:
@@ -195,20 +201,17 @@ def run(threads=None, repeat=7, layers=None, with_reference=True, with_torch=Tru
     # then measures them (global average pooling forward at 2 threads on the Zen 3 VM,
     # 2026-11-23: 0.044-0.055 ms after fastconv's own rows, 0.071-0.074 right after a
     # PyTorch row, despite SETTLE_MS of its own calls first)
-    ours, base = {}, {op.name: {} for op in chosen}
-    for op in chosen:
-        with fc.no_grad():
-            fwd = median_ms(op.fc_forward(), repeat, settle_ms=SETTLE_MS)
-        ours[op.name] = [fwd, median_ms(op.fc_backward(), repeat, settle_ms=SETTLE_MS)]
+    ours = _times(chosen, lambda op: (under_no_grad(op.fc_forward()), op.fc_backward()),
+                  repeat=repeat, settle_ms=SETTLE_MS)
+    base = {}
     if with_reference:
-        for op in chosen:
-            base[op.name]["numpy"] = [median_ms(f, repeat, budget_s=10) for f in op.ref_fns()]
+        base["numpy"] = _times(chosen, lambda op: op.ref_fns(), repeat=repeat, budget_s=10)
     if torch is not None:
-        for op in chosen:
-            base[op.name]["torch"] = [median_ms(f, repeat, settle_ms=SETTLE_MS)
-                                      for f in op.torch_fns(torch)]
+        base["torch"] = _times(chosen, lambda op: op.torch_fns(torch), repeat=repeat,
+                               settle_ms=SETTLE_MS)
     for op in chosen:
-        nbytes, mine, theirs = op.bytes(), ours[op.name], base[op.name]
+        nbytes, mine = op.bytes(), ours[op.name]
+        theirs = {lib: times[op.name] for lib, times in base.items()}
         for i, pass_name in enumerate(("fwd", "bwd")):
             row = {"op": op.name, "shape": op.shape, "pass": pass_name, "ms": mine[i],
                    "gbps": nbytes[i] / mine[i] / 1e6, "threads": threads}

@@ -2,7 +2,7 @@
 kernels with stride 1 and groups 1 (any padding). A dilation d (per axis) that divides the
 input's size and the padding is d_h*d_w undilated convolutions, one per phase of the input
 (rows r::d_h, columns q::d_w, padding / d): the phases are split out, run as a batch of
-images, and merged back (phase_copy). forward and backward_input do that image by image
+images, and merged back (src/_winograd_phases.pxi). forward and backward_input do that image by image
 when the batch shares evenly between the threads (run_phases: an image's phases stay in the
 core's caches), otherwise over the whole batch (_split, _merge), as backward_weight does.
 
@@ -78,11 +78,6 @@ cdef extern from "winograd.h" nogil:
                                  double *M) noexcept
 
 
-cdef extern from "stride2_simd.h" nogil:
-    bint fc_stride2_copy_f32(const float *src, int64_t n, float *dst) noexcept
-    bint fc_interleave2_f32(float *dst, const float *a, const float *b, int64_t n) noexcept
-
-
 cdef extern from "winograd_wgrad.h" nogil:
     int64_t fc_wn_cpad(int64_t C) noexcept
     void fc_wn_wgrad_finish(const float *dU, int64_t K, int64_t C, int64_t k,
@@ -124,73 +119,14 @@ def supports(int kh, int kw, int stride_h, int stride_w, int dil_h, int dil_w, i
             H % dil_h == 0 and W % dil_w == 0 and pad_h % dil_h == 0 and pad_w % dil_w == 0))
 
 
-def _split(const floating[:, :, :, ::1] a, int dh, int dw, int n_threads):
-    """(N, C, H, W) -> (N*dh*dw, C, H/dh, W/dw): image (n*dh + r)*dw + s is a[n, :, r::dh,
-    s::dw]. Parallel over a's planes."""
-    cdef Py_ssize_t N = a.shape[0], C = a.shape[1], H = a.shape[2], W = a.shape[3], i
-    out = np.empty((N * dh * dw, C, H // dh, W // dw), np.asarray(a).dtype)
-    cdef floating[:, :, :, ::1] o = out
-    if out.size:
-        with nogil:
-            for i in prange(N * C, num_threads=n_threads, schedule="static"):
-                phase_copy(&a[0, 0, 0, 0] + i * H * W, &o[0, 0, 0, 0], i // C, i % C, C, H, W,
-                           dh, dw, True)
-    return out
-
-
-def _split_grad(grad_out, int dh, int dw, int n_threads):
-    """_split of grad_out, zero-padded at the bottom and right to a multiple of the dilation
-    first: with conv_transpose2d's output_padding the input is larger than the output's
-    size implies, and grad_out's rows need not divide evenly (the zeros add nothing)."""
-    oh, ow = grad_out.shape[2], grad_out.shape[3]
-    if oh % dh or ow % dw:
-        grad_out = np.pad(grad_out, ((0, 0), (0, 0), (0, -oh % dh), (0, -ow % dw)))
-    return _split(grad_out, dh, dw, n_threads)
-
-
-def _merge(const floating[:, :, :, ::1] p, floating[:, :, :, ::1] out, int dh, int dw,
-           int n_threads):
-    """The inverse of _split: out (N, C, H, W) from p (N*dh*dw, C, H/dh, W/dw)."""
-    cdef Py_ssize_t N = out.shape[0], C = out.shape[1], H = out.shape[2], W = out.shape[3], i
-    if N * C * H * W:
-        with nogil:
-            for i in prange(N * C, num_threads=n_threads, schedule="static"):
-                phase_copy(&out[0, 0, 0, 0] + i * H * W, <floating *>&p[0, 0, 0, 0], i // C,
-                           i % C, C, H, W, dh, dw, False)
-
-
-cdef void phase_copy(floating *plane, floating *phases, Py_ssize_t n, Py_ssize_t c,
-                     Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, int dh, int dw,
-                     bint to_phases) noexcept nogil:
-    """Plane (n, c) of the full image to (to_phases) or from its dh*dw phase images. Float32
-    rows with dw == 2 move both column phases at once by SIMD (stride2_simd.h)."""
-    cdef Py_ssize_t r, q, h, w, Hs = H // dh, Ws = W // dw
-    cdef Py_ssize_t step = C * Hs * Ws   # phase image (n, r, q) to (n, r, q + 1)
-    cdef floating *row
-    cdef floating *ph
-    for r in range(dh):
-        for h in range(Hs):
-            row = plane + (h * dh + r) * W
-            ph = phases + ((n * dh + r) * dw * C + c) * Hs * Ws + h * Ws   # row h of q = 0
-            if floating is float and dw == 2:
-                if to_phases:
-                    if fc_stride2_copy_f32(row, Ws, ph) and \
-                            fc_stride2_copy_f32(row + 1, Ws, ph + step):
-                        continue
-                elif fc_interleave2_f32(row, ph, ph + step, Ws):
-                    continue
-            for q in range(dw):
-                if to_phases:
-                    for w in range(Ws):
-                        ph[q * step + w] = row[w * dw + q]
-                else:
-                    for w in range(Ws):
-                        row[w * dw + q] = ph[q * step + w]
-
-
 # images per chunk in the batch-parallel path: a chunk's packed input (4 phase planes per
 # channel) stays in L2 while its blocks read it
 cdef size_t CHUNK_BYTES = 384 << 10
+
+
+cdef inline Py_ssize_t chunk_images(fc_wn_geo *g, size_t itemsize) noexcept nogil:
+    """Images in a chunk of g: as many as CHUNK_BYTES of packed input hold, at least one."""
+    return max(1, <Py_ssize_t>(CHUNK_BYTES // (g.ln * itemsize)))
 
 
 cdef int pack(const floating *x, fc_wn_geo *g, floating *xp, floating *row) noexcept nogil:
@@ -270,46 +206,6 @@ cdef int transform(const floating *w, bint flip, fc_wn_geo *g, floating **U,
     return 1 if bad else 0
 
 
-cdef int run_phases(const floating *x, const floating *w, bint flip, const floating *bias,
-                    floating *y, fc_wn_geo *g, Py_ssize_t N, Py_ssize_t H, Py_ssize_t W,
-                    Py_ssize_t OH, Py_ssize_t OW, int dh, int dw, int n_threads) noexcept nogil:
-    """y (N, K, OH, OW) = the dilated convolution of x (N, C, H, W), image by image: each
-    thread splits its image into its dh*dw phase images (scratch slot 4, phase_copy), runs
-    them as g (the geometry of one image's phases: g.N = dh*dw), in chunks of at most
-    CHUNK_BYTES, into slot 5, and merges them into y, so the phases stay in the core's
-    caches (split and merge over the whole batch go through memory: 0.7 ms of dilated_d2's
-    7.7 ms forward at 2 threads). OH and OW are the phases' output sizes times dh and dw (no
-    cropping). 0, 1 (non-finite input or weights) or -1 (no memory)."""
-    cdef floating *U = NULL
-    cdef floating *xs
-    cdef floating *ys
-    cdef Py_ssize_t n, c, p0, C = g.C, K = g.K
-    cdef Py_ssize_t nb = max(1, <Py_ssize_t>(CHUNK_BYTES // (g.ln * sizeof(floating))))
-    cdef int bad = 0, nomem = 0, status = transform(w, flip, g, &U, n_threads)
-    if status:
-        return status
-    for n in prange(N, num_threads=n_threads, schedule="static"):
-        xs = <floating *>fc_scratch(4, C * H * W * sizeof(floating))
-        ys = <floating *>fc_scratch(5, K * OH * OW * sizeof(floating))
-        if xs == NULL or ys == NULL:
-            nomem += 1
-        else:
-            for c in range(C):
-                phase_copy(<floating *>x + (n * C + c) * H * W, xs, 0, c, C, H, W, dh, dw,
-                           True)
-            status = 0
-            p0 = 0
-            while p0 < g.N and status == 0:
-                status = chunk(xs, U, bias, ys, g, p0, min(nb, g.N - p0))
-                p0 = p0 + nb
-            nomem += status < 0
-            bad += status > 0
-            if status == 0:
-                for c in range(K):
-                    phase_copy(y + (n * K + c) * OH * OW, ys, 0, c, K, OH, OW, dh, dw, False)
-    return -1 if nomem else (1 if bad else 0)
-
-
 cdef int run(const floating *x, const floating *w, bint flip, const floating *bias,
              floating *y, fc_wn_geo *g, int n_threads) noexcept nogil:
     """y = the convolution of fc_wn_geo g. 0, 1 (non-finite input or weights: y partly
@@ -324,7 +220,6 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
     cdef floating *xp
     cdef floating *row
     cdef Py_ssize_t i, nb, nchunks, nblocks
-    cdef size_t per
     cdef int bad = 0, nomem = 0, status = transform(w, flip, g, &U, n_threads)
     cdef floating *V
     cdef floating *M
@@ -333,8 +228,7 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
     if g.N >= n_threads:
         # chunks of at most CHUNK_BYTES (or one image), a multiple of n_threads of them
         # (at most N), their sizes differing by at most one image
-        per = g.ln * sizeof(floating)
-        nb = max(1, <Py_ssize_t>(CHUNK_BYTES // per))
+        nb = chunk_images(g, sizeof(floating))
         nchunks = (g.N + nb - 1) // nb
         nchunks = min(g.N, (nchunks + n_threads - 1) // n_threads * n_threads)
         for i in prange(nchunks, num_threads=n_threads, schedule="static"):
@@ -367,6 +261,10 @@ cdef int run(const floating *x, const floating *w, bint flip, const floating *bi
     return -1 if nomem else 0
 
 
+# a dilation as undilated convolutions on the input's phases
+include "_winograd_phases.pxi"
+
+
 cdef object check_supported(str op, int kh, int kw, int stride_h, int stride_w, int dil_h,
                             int dil_w, int groups, Py_ssize_t H, Py_ssize_t W, int pad_h,
                             int pad_w):
@@ -376,19 +274,6 @@ cdef object check_supported(str op, int kh, int kw, int stride_h, int stride_w, 
                          f"got kernel {kh}x{kw}, stride ({stride_h}, {stride_w}), dilation "
                          f"({dil_h}, {dil_w}), groups {groups}, input {H}x{W}, padding "
                          f"({pad_h}, {pad_w})")
-
-
-cdef bint phases_in_cache(Py_ssize_t N, Py_ssize_t C, Py_ssize_t K, Py_ssize_t H,
-                          Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int dh, int dw,
-                          int n_threads):
-    """Whether a dilated call whose run reads (N, C, H, W) and writes (N, K, OH, OW) goes
-    image by image (run_phases): every size positive and a multiple of the dilation, and
-    images enough to share evenly between the threads. Otherwise the whole batch is split
-    into phase images first, and those are shared out (a batch of one still uses every
-    thread)."""
-    return N >= n_threads and (N % n_threads == 0 or N >= 4 * n_threads) and C > 0 and \
-        K > 0 and H > 0 and W > 0 and OH > 0 and OW > 0 and H % dh == 0 and W % dw == 0 and \
-        OH % dh == 0 and OW % dw == 0
 
 
 cdef bint fallback(str op, int status) except -1:

@@ -15,10 +15,12 @@ memory  peak resident memory (VmHWM) while training resnet20 at batch 64, each l
 
 Both libraries run on the same arrays with the same thread count, timed interleaved
 (:func:`bench._timing.interleaved_ms`: alternate repeats, median of repeats), so a phase
-where another process holds a core slows both alike. In the ops table (sub-millisecond
-calls) each timed call follows ``bench.ops.SETTLE_MS`` of untimed calls of the same
-library, so that it is not timed against the other library's still-spinning threads
-(:func:`bench._timing._settle`). ``ratio`` is fastconv's time (or memory) over PyTorch's:
+where another process holds a core slows both alike. Each timed call follows untimed calls
+of the same library (:func:`bench._timing._settle`), as a layer in a network's loop follows
+its own library's: in the ops table (sub-millisecond calls) ``bench.ops.SETTLE_MS`` of them,
+so that it is not timed against the other library's still-spinning threads; in the others
+one (``SETTLE_MS``), so that it does not start with caches full of the other library's
+arrays. ``ratio`` is fastconv's time (or memory) over PyTorch's:
 below 1, fastconv is ahead. Each table ends with the geometric mean of its ratios. A
 1-thread and a T-thread GEMM probe before and after tell whether T threads really had T
 cores. Before the ops table, a memory probe (a parallel STREAM copy) measures
@@ -43,6 +45,15 @@ from ._timing import (gemm_probe, interleaved_ms, memory_probe, try_import_torch
 # core) or pass --peak-gflops / --mem-gbps; the "% peak" columns scale with the threads.
 PEAK_GFLOPS_PER_CORE = 118.0
 MEM_GBPS_PER_CORE = 26.0
+
+# conv, train and eval: one untimed call of the same library before each timed one (any
+# positive value: bench._timing._settle makes at least one call). A call timed right after
+# the other library's finds the caches full of that library's arrays and workspaces: on the
+# 2-core Xeon VM, 2026-11-23, mobilenet_dw's forward took 2.26-3.06 ms right after PyTorch's
+# (2.63-3.12 with a 5 ms sleep in between, so not spinning threads) against 1.73-2.33 ms
+# right after its own, and PyTorch's 4.76-6.39 against 4.08-5.11 ms. A network's loop runs
+# each layer after its own library's.
+SETTLE_MS = 1e-3
 
 TABLES = ("conv", "ops", "train", "eval", "memory")
 SUITES = TABLES + ("all",)
@@ -189,7 +200,7 @@ def conv_rows(torch, peaks, repeat, layers=None, specs=None, emit=_ignore):
              select_conv_algorithm(case.params, False)),
             ("bwd", case.fc_backward(bwd_algorithm), t_bwd, 2 * case.flops, bwd_algorithm))
         for pass_, fc_fn, torch_fn, flops, algorithm in passes:
-            ours, theirs = interleaved_ms([fc_fn, torch_fn], repeat)
+            ours, theirs = interleaved_ms([fc_fn, torch_fn], repeat, settle_ms=SETTLE_MS)
             rows.append(make_row("conv", name, pass_, ours, theirs, peaks, flops=flops,
                                  algorithm=algorithm, shape=list(specs[name])))
             emit(rows[-1])
@@ -223,7 +234,8 @@ def train_rows(torch, peaks, repeat, layers=None, batch=64, emit=_ignore):
     for name in _selected(train_step.MODELS, layers):
         pair = train_step.TrainPair(name, torch, batch)
         # two warm-up steps: the first allocates the optimiser state and touches new pages
-        ours, theirs = interleaved_ms([pair.fc_step, pair.torch_step], repeat, warmup=2)
+        ours, theirs = interleaved_ms([pair.fc_step, pair.torch_step], repeat, warmup=2,
+                                      settle_ms=SETTLE_MS)
         rows.append(make_row("train", name, "step", ours, theirs, peaks, flops=pair.flops,
                              images=batch, batch=batch))
         emit(rows[-1])
@@ -235,7 +247,8 @@ def eval_rows(torch, peaks, repeat, layers=None, batch=64, emit=_ignore):
     for name in _selected(train_step.MODELS, layers):
         pair = train_step.EvalPair(name, torch, batch)
         fused, unfused, theirs = interleaved_ms(
-            [pair.fc_fused_forward, pair.fc_forward, pair.torch_forward], repeat)
+            [pair.fc_fused_forward, pair.fc_forward, pair.torch_forward], repeat,
+            settle_ms=SETTLE_MS)
         rows.append(make_row("eval", name, "forward", fused, theirs, peaks, flops=pair.flops,
                              images=batch, batch=batch, unfused_ms=unfused,
                              fuse_speedup=unfused / fused))

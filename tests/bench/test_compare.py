@@ -230,6 +230,25 @@ def test_conv_and_ops_rows_on_tiny_cases():
     assert rows[1]["fastconv_copy"] == pytest.approx(rows[1]["fastconv_gbps"] / 4.0)
 
 
+def test_every_interleaved_table_settles_before_each_timed_call(monkeypatch):
+    """conv, ops, train and eval time each call after untimed calls of the same library
+    (bench._timing._settle), not straight after the other library's."""
+    torch = _torch()
+    seen = []
+
+    def record(fns, repeat=5, warmup=1, settle_ms=0.0):
+        seen.append(settle_ms)
+        return [1.0] * len(fns)
+
+    monkeypatch.setattr(compare, "interleaved_ms", record)
+    compare.conv_rows(torch, PEAKS, 1, specs={"tiny": (2, 3, 9, 9, 4, 3, 1, 1, 1, 1, False)})
+    compare.ops_rows(torch, PEAKS, 1, cases=[ops_suite.ReLU("relu", (2, 3, 4, 4))])
+    compare.train_rows(torch, PEAKS, 1, layers=["lenet5"], batch=2)
+    compare.eval_rows(torch, PEAKS, 1, layers=["lenet5"], batch=2)
+    assert len(seen) == 2 + 2 + 1 + 1
+    assert all(ms > 0 for ms in seen)
+
+
 def _float64_twin(torch, name):
     """A TrainPair whose PyTorch twin runs in float64 (same weights, batch and SGD)."""
     pair = train_step.TrainPair(name, torch, batch=2)

@@ -480,7 +480,7 @@ fc_wn_block_f32(const fc_wn_geo *g, const float *xp, const float *U, const float
  * AVX2 + FMA: fc_wn_block_f32 with each vector of 16 tiles held as two halves of 8 lanes.
  * The same operations in the same order on every lane (the GEMM's sums over c by fused
  * multiply-adds from zero, the transforms' adds as written), so a CPU with AVX-512 and one
- * with AVX2 should get the same bits (not compared: written on a machine without AVX-512).
+ * with AVX2 get the same bits (test_avx2_and_avx512_paths_give_the_same_bits compares them).
  * ------------------------------------------------------------------------------------------ */
 #define FC_WN_AVX2 __attribute__((target("avx2,fma")))
 #define FC_WN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))

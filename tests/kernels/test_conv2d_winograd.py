@@ -11,7 +11,7 @@ infinity in the input, grad_out or weights giving exactly conv2d_im2col's result
 gradient is Winograd's own for float32 on AVX-512 or AVX2 (fixed groups of images: one group
 when N = 1, eight for the 9-image case), conv2d_im2col's otherwise. The AVX2 and portable
 paths are also forced on their own (FASTCONV_SIMD_TARGET), so a CPU with AVX-512 tests them
-too.
+too, and there the AVX2 path's results must equal the AVX-512 path's bit for bit.
 """
 import os
 
@@ -122,6 +122,53 @@ def test_lower_paths_match(target):
     if out.stdout.startswith("NOT"):
         pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")
     assert out.stdout.strip() == "OK"
+
+
+_BITS_SCRIPT = """
+import sys
+import numpy as np
+from fastconv._ext import conv2d_winograd as W
+if W.simd_target() != sys.argv[2]:
+    print('NOT', W.simd_target()); sys.exit(0)
+rng = np.random.default_rng(0)
+out = {}
+# (N, C_in, H, C_out, pad, dilation): both parallel paths, > 64 output channels, odd sizes,
+# dilation (run on the phases)
+for i, (n, c, h, k, p, d) in enumerate([(4, 32, 14, 70, 1, 1), (1, 8, 9, 5, 0, 1),
+                                        (3, 16, 13, 24, 2, 1), (4, 16, 16, 16, 2, 2)]):
+    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+    w = rng.standard_normal((k, c, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(k, dtype=np.float32)
+    geo = (1, 1, p, p, d, d, 1)
+    y = np.empty((n, k, h + 2 * p - 2 * d, h + 2 * p - 2 * d), np.float32)
+    W.forward(x, w, b, y, *geo, 2)
+    gy = rng.standard_normal(y.shape, dtype=np.float32)
+    gx, gw = np.empty_like(x), np.empty_like(w)
+    W.backward_input(gy, w, gx, *geo, 2)
+    W.backward_weight(x, gy, gw, *geo, 2)
+    out.update({f"y{i}": y, f"gx{i}": gx, f"gw{i}": gw})
+np.savez(sys.argv[1], **out)
+print('OK')
+"""
+
+
+def test_avx2_and_avx512_paths_give_the_same_bits(tmp_path):
+    """The AVX2 bodies run the AVX-512 ones' operations in the same order on every lane, so
+    a CPU with AVX-512 and one with only AVX2 get the same results, bit for bit: both run
+    here, each forced in a fresh process, on a CPU that has AVX-512."""
+    got = {}
+    for target, name in (("avx512", "avx512f"), ("avx2", "avx2")):  # setting, simd_target()
+        path = str(tmp_path / f"{target}.npz")
+        env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
+        out = run_python(["-c", _BITS_SCRIPT, path, name], env=env, timeout=600)
+        assert out.returncode == 0, out.stderr
+        if out.stdout.startswith("NOT"):
+            pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")
+        assert out.stdout.strip() == "OK"
+        got[target] = np.load(path)
+    assert got["avx512"].files == got["avx2"].files
+    for name in got["avx512"].files:
+        np.testing.assert_array_equal(got["avx512"][name], got["avx2"][name], err_msg=name)
 
 
 @pytest.mark.parametrize("where", ["x", "gy", "w"])

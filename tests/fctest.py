@@ -54,3 +54,23 @@ def run_python(args, env=None, timeout=600, **kwargs):
     with tempfile.TemporaryDirectory() as cwd:
         return subprocess.run([sys.executable, *args], env=env, cwd=cwd, timeout=timeout,
                               capture_output=True, text=True, **kwargs)
+
+
+SIMD_TARGETS = ("generic", "avx2", "avx512f")   # lowest first: names FASTCONV_SIMD_TARGET takes
+
+
+def run_on_simd_target(target, args, timeout=600):
+    """``run_python(args)`` with every kernel forced onto SIMD path ``target`` (one of
+    SIMD_TARGETS, through FASTCONV_SIMD_TARGET). The calling test skips when this CPU cannot
+    run that path (its best, ``build_info()["simd_active"]``, is lower), since the kernels
+    would then ignore the request; the child should assert it got ``target``."""
+    import os
+
+    import pytest
+
+    import fastconv
+
+    best = fastconv.build_info()["simd_active"]
+    if SIMD_TARGETS.index(target) > SIMD_TARGETS.index(best):
+        pytest.skip(f"this CPU cannot run {target} (its best path is {best})")
+    return run_python(args, env=dict(os.environ, FASTCONV_SIMD_TARGET=target), timeout=timeout)

@@ -7,12 +7,11 @@ every pass runs with 1 and 2 threads, which must agree bit for bit; the fused ``
 ``backward_weight``. The inner loops have
 AVX-512, AVX2 and portable versions chosen at run time: the whole module is rerun in a
 subprocess with FASTCONV_SIMD_TARGET forcing each lower path."""
-import os
 
 import numpy as np
 import pytest
 
-from fctest import assert_close, run_python
+from fctest import assert_close, run_on_simd_target
 from fastconv._ext import conv2d_depthwise as k
 from fastconv._ext import conv2d_direct
 from fastconv.reference import (conv2d, conv2d_backward_input, conv2d_backward_weight,
@@ -185,9 +184,7 @@ _OTHER_TARGET_SCRIPT = """
 import sys
 import pytest
 from fastconv._ext import conv2d_depthwise as k
-if k.simd_target() != sys.argv[1]:
-    print("SKIP", k.simd_target())
-    sys.exit(0)
+assert k.simd_target() == sys.argv[1], k.simd_target()
 sys.exit(pytest.main([sys.argv[2], "-q", "-x", "-p", "no:cacheprovider",
                       "-k", "not other_code_paths"]))
 """
@@ -197,8 +194,5 @@ sys.exit(pytest.main([sys.argv[2], "-q", "-x", "-p", "no:cacheprovider",
 def test_other_code_paths(target):
     """Every test above again on a lower SIMD path (they differ from the best path only by
     rounding, and must match the reference and be thread-count independent just the same)."""
-    env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
-    out = run_python(["-c", _OTHER_TARGET_SCRIPT, target, __file__], env=env, timeout=900)
-    if out.stdout.startswith("SKIP"):
-        pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")
+    out = run_on_simd_target(target, ["-c", _OTHER_TARGET_SCRIPT, target, __file__], timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -20,7 +20,7 @@ import pytest
 from fastconv._ext import conv2d_direct as D
 from fastconv._ext import conv2d_im2col as K
 from fastconv.reference import conv as R
-from fctest import assert_close, conv_passes, run_python
+from fctest import assert_close, conv_passes, run_on_simd_target
 
 # (N, C_in, H, W, C_out, kh, kw, padding, dilation, groups)
 CASES = [
@@ -110,13 +110,14 @@ def test_lower_simd_paths(target):
     script = (
         "import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]\n"
         "import numpy as np, test_conv2d_im2col as t\n"
+        "from fastconv._ext import gemm\n"
+        "assert gemm.simd_targets()[1] == sys.argv[2], gemm.simd_targets()\n"
         "for case in t.CASES:\n"
         "    for dtype in (np.float32, np.float64):\n"
         "        t.test_matches_reference_and_direct(case, dtype, np.random.default_rng(0))\n"
         "    t.test_bit_identical_for_any_thread_count(case, np.random.default_rng(0))\n"
         "print('OK')\n")
-    env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
-    out = run_python(["-c", script, os.path.dirname(__file__)], env=env, timeout=600)
+    out = run_on_simd_target(target, ["-c", script, os.path.dirname(__file__), target])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "OK"
 

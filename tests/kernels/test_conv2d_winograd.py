@@ -23,7 +23,7 @@ import fastconv.functional as F
 from fastconv._ext import conv2d_im2col as K
 from fastconv._ext import conv2d_winograd as W
 from fastconv.reference import conv as R
-from fctest import assert_close, conv_passes, run_python
+from fctest import assert_close, conv_passes, run_on_simd_target
 
 # (N, C_in, H, W, C_out, (pad_h, pad_w))
 CASES = [
@@ -42,13 +42,15 @@ CASES = [
 
 
 def _arrays(case, dtype, rng):
-    n, c_in, h, w, c_out, p = case
-    oh, ow = h + 2 * p[0] - 2, w + 2 * p[1] - 2
+    """x, weight, bias, grad_out and the kernels' geometry of a CASES or DILATED case."""
+    n, c_in, h, w, c_out, p, *dilation = case
+    d = dilation[0] if dilation else (1, 1)
+    oh, ow = h + 2 * p[0] - 2 * d[0], w + 2 * p[1] - 2 * d[1]
     x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
     wt = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
     b = rng.standard_normal(c_out).astype(dtype)
     gy = rng.standard_normal((n, c_out, oh, ow)).astype(dtype)
-    return x, wt, b, gy, (1, 1, *p, 1, 1, 1)
+    return x, wt, b, gy, (1, 1, *p, *d, 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -91,8 +93,7 @@ _FORCED_SCRIPT = """
 import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]
 import numpy as np, test_conv2d_winograd as t
 from fastconv._ext import conv2d_winograd as W
-if W.simd_target() != sys.argv[2]:
-    print('NOT', W.simd_target()); sys.exit(0)
+assert W.simd_target() == sys.argv[2], W.simd_target()
 assert W.simd_available() == (sys.argv[2] != 'generic')
 for case in t.CASES:
     for dtype in (np.float32, np.float64):
@@ -115,60 +116,42 @@ def test_lower_paths_match(target):
     """The AVX2 blocks, packing and weight gradient (those of a CPU with AVX2 but not
     AVX-512) and the portable C blocks, each forced in a fresh process: the oracles, the
     non-finite cases and thread-count invariance."""
-    env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
-    out = run_python(["-c", _FORCED_SCRIPT, os.path.dirname(__file__), target], env=env,
-                     timeout=900)
+    out = run_on_simd_target(target, ["-c", _FORCED_SCRIPT, os.path.dirname(__file__), target],
+                             timeout=900)
     assert out.returncode == 0, out.stderr
-    if out.stdout.startswith("NOT"):
-        pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")
     assert out.stdout.strip() == "OK"
 
 
 _BITS_SCRIPT = """
-import sys
-import numpy as np
+import os, sys; sys.path[:0] = [sys.argv[1], os.path.dirname(sys.argv[1])]
+import numpy as np, test_conv2d_winograd as t
 from fastconv._ext import conv2d_winograd as W
-if W.simd_target() != sys.argv[2]:
-    print('NOT', W.simd_target()); sys.exit(0)
-rng = np.random.default_rng(0)
+from fctest import conv_passes
+assert W.simd_target() == sys.argv[3], W.simd_target()
 out = {}
-# (N, C_in, H, C_out, pad, dilation): both parallel paths, > 64 output channels, odd sizes,
-# dilation (run on the phases)
-for i, (n, c, h, k, p, d) in enumerate([(4, 32, 14, 70, 1, 1), (1, 8, 9, 5, 0, 1),
-                                        (3, 16, 13, 24, 2, 1), (4, 16, 16, 16, 2, 2)]):
-    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
-    w = rng.standard_normal((k, c, 3, 3), dtype=np.float32)
-    b = rng.standard_normal(k, dtype=np.float32)
-    geo = (1, 1, p, p, d, d, 1)
-    y = np.empty((n, k, h + 2 * p - 2 * d, h + 2 * p - 2 * d), np.float32)
-    W.forward(x, w, b, y, *geo, 2)
-    gy = rng.standard_normal(y.shape, dtype=np.float32)
-    gx, gw = np.empty_like(x), np.empty_like(w)
-    W.backward_input(gy, w, gx, *geo, 2)
-    W.backward_weight(x, gy, gw, *geo, 2)
-    out.update({f"y{i}": y, f"gx{i}": gx, f"gw{i}": gw})
-np.savez(sys.argv[1], **out)
+for i, case in enumerate(t.CASES + t.DILATED):
+    x, w, b, gy, geo = t._arrays(case, np.float32, np.random.default_rng(i))
+    out.update(zip((f"y{i}", f"gx{i}", f"gw{i}"), conv_passes(W, x, w, b, gy, geo, 2)))
+np.savez(sys.argv[2], **out)
 print('OK')
 """
 
 
 def test_avx2_and_avx512_paths_give_the_same_bits(tmp_path):
     """The AVX2 bodies run the AVX-512 ones' operations in the same order on every lane, so
-    a CPU with AVX-512 and one with only AVX2 get the same results, bit for bit: both run
-    here, each forced in a fresh process, on a CPU that has AVX-512."""
+    a CPU with AVX-512 and one with only AVX2 get the same results, bit for bit: all three
+    passes of every case above, float32, each path forced in a fresh process."""
     got = {}
-    for target, name in (("avx512", "avx512f"), ("avx2", "avx2")):  # setting, simd_target()
+    for target in ("avx512f", "avx2"):
         path = str(tmp_path / f"{target}.npz")
-        env = dict(os.environ, FASTCONV_SIMD_TARGET=target)
-        out = run_python(["-c", _BITS_SCRIPT, path, name], env=env, timeout=600)
+        out = run_on_simd_target(target, ["-c", _BITS_SCRIPT, os.path.dirname(__file__), path,
+                                          target])
         assert out.returncode == 0, out.stderr
-        if out.stdout.startswith("NOT"):
-            pytest.skip(f"this CPU cannot run {target}: {out.stdout.strip()}")
         assert out.stdout.strip() == "OK"
         got[target] = np.load(path)
-    assert got["avx512"].files == got["avx2"].files
-    for name in got["avx512"].files:
-        np.testing.assert_array_equal(got["avx512"][name], got["avx2"][name], err_msg=name)
+    assert got["avx512f"].files == got["avx2"].files
+    for name in got["avx512f"].files:
+        np.testing.assert_array_equal(got["avx512f"][name], got["avx2"][name], err_msg=name)
 
 
 @pytest.mark.parametrize("where", ["x", "gy", "w"])
@@ -178,10 +161,7 @@ def test_avx2_and_avx512_paths_give_the_same_bits(tmp_path):
 def test_non_finite_values_give_im2col_results(where, bad, n, d, rng):
     """inf - inf inside a transform would turn a whole tile NaN where the direct sum gives
     inf: the passes that see such a value run conv2d_im2col, bit for bit."""
-    x, w, b, gy, geo = _arrays((n, 8, 6, 8, 8, (d, d)), np.float32, rng)
-    if d > 1:
-        geo = (1, 1, d, d, d, d, 1)
-        gy = gy[:, :, :6, :8].copy()
+    x, w, b, gy, geo = _arrays((n, 8, 6, 8, 8, (d, d), (d, d)), np.float32, rng)
     {"x": x, "gy": gy, "w": w}[where][n - 1, 3, 2, 1] = bad
     got, want = conv_passes(W, x, w, b, gy, geo, 2), conv_passes(K, x, w, b, gy, geo, 2)
     sees = {"x": ("forward", "backward_weight"), "gy": ("backward_input", "backward_weight"),
@@ -261,13 +241,8 @@ DILATED = [
 def test_dilation_runs_on_the_phases(case, dtype, rng):
     """A dilation dividing the input size and the padding: the reference and im2col for all
     three passes, bit for bit the same for any thread count (and so for either path)."""
-    n, c_in, h, w, c_out, p, d = case
-    oh, ow = h + 2 * p[0] - 2 * d[0], w + 2 * p[1] - 2 * d[1]
-    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
-    wt = rng.standard_normal((c_out, c_in, 3, 3)).astype(dtype)
-    b = rng.standard_normal(c_out).astype(dtype)
-    gy = rng.standard_normal((n, c_out, oh, ow)).astype(dtype)
-    geo = (1, 1, *p, *d, 1)
+    p, d = case[5:]
+    x, wt, b, gy, geo = _arrays(case, dtype, rng)
     want = (R.conv2d(x, wt, b, 1, p, d, 1), R.conv2d_backward_input(gy, wt, x.shape, 1, p, d, 1),
             R.conv2d_backward_weight(x, gy, wt.shape, 1, p, d, 1))
     got = [conv_passes(W, x, wt, b, gy, geo, t) for t in (1, 2, 3)]

@@ -16,8 +16,9 @@ _padded.pxd instead: the image is zero-padded once and the output computed on a 
 padded width, so every row of the column matrix is a contiguous run of the padded image and
 the GEMM packs it with plain copies. forward runs one GEMM per chunk of images (the weights
 are packed once per chunk), or with at most 32 output channels per group the no-pack kernel
-of conv_rowoff.h; backward_input is the forward convolution of grad_out with the flipped,
-in/out-swapped kernel (no column matrix, no col2im); backward_weight is one GEMM per chunk
+of conv_rowoff.h (with much junk, on AVX-512, over the real columns only); backward_input is
+the forward convolution of grad_out with the flipped, in/out-swapped kernel (no column
+matrix, no col2im); backward_weight is one GEMM per chunk
 of images over all their pixels, or SIMD dot products (wgrad_dot.h). Stride 2 (kernels
 of at least 2x2, dilation 1) takes the same form for forward and backward_weight over the
 padded image split into its 4 phase planes (even/odd rows x columns), where each tap again
@@ -57,6 +58,15 @@ cdef extern from "conv_rowoff.h" nogil:
     void fc_rowoff_forward_f32(int64_t M, int64_t K, const float *A, int64_t lda,
                                const float *X, const int64_t *off, int64_t n, float *C,
                                int64_t ldc) noexcept
+    bint fc_rowruns_available() noexcept
+    bint fc_rowruns_fits(int64_t OW, int64_t Wp) noexcept
+    int64_t fc_rowruns_cols(int64_t P) noexcept
+    void fc_rowruns_pack(int64_t M, int64_t K, const float *A, int64_t lda,
+                         float *A8) noexcept
+    void fc_rowruns_forward_f32(int64_t M, int64_t K, const float *A8, const float *X,
+                                const int64_t *off, int64_t u0, int64_t u1, int64_t P,
+                                int64_t OW, int64_t Wp, int64_t S, float *Y, int64_t ys,
+                                const float *bias) noexcept
 
 # forward in the row-offset form: up to this many output channels per group, the no-pack
 # kernel of conv_rowoff.h instead of the GEMM (measured: see forward_chunk_padded)
@@ -105,6 +115,52 @@ cdef int forward_image(const floating *x, const floating *w, const floating *bia
             return -1
     if bias != NULL:
         add_bias(y, bias, g.C_out, g.P, g.P)
+    return 0
+
+
+# forward in the row-offset form, float32 with AVX-512: when at least 1 column in RUNS_JUNK
+# of the padded-width grid is junk, the kernel that computes only the real columns
+# (conv_rowoff.h, fc_rowruns_forward_f32). Measured on a Zen 4 at 2 threads, against the
+# padded-width no-pack kernel, the same bits: 0.70-0.84x the time with 20-40% junk
+# (lenet_c2 forward 0.80x, its input gradient 0.73-0.78x); with 11-14% (lenet_c1, 3x3 on
+# 16x16) 1.0-1.19x, so not there.
+cdef Py_ssize_t RUNS_JUNK = 5
+
+
+cdef inline bint runs_serve(Geometry *g) noexcept nogil:
+    """Whether a float32 forward in the row-offset form skips the junk columns."""
+    return (g.padded and not g.phased and rowoff_serves(g.cout_g) and fc_rowruns_available()
+            and fc_rowruns_fits(g.OW, g.Wp) and (g.Wp - g.OW) * RUNS_JUNK >= g.Wp)
+
+
+cdef int forward_chunk_runs(const float *x, const float *w, const float *bias, float *y,
+                            Geometry *g, Py_ssize_t nb, int n_threads) noexcept nogil:
+    """forward of nb consecutive images in the row-offset form over their real columns
+    only: pad them into this thread's scratch, then per group the kernel writes y's planes
+    directly (bias included); with n_threads > 1, over blocks of columns in parallel (each
+    output is written by the block holding it and summed the same way in any block)."""
+    cdef Py_ssize_t S = (g.xsize + 15) // 16 * 16, ncol = nb * fc_rowruns_cols(g.P)
+    cdef Py_ssize_t nblk = (ncol + FC_RO_COLS - 1) // FC_RO_COLS, i, grp, t
+    cdef float *xp = <float *>fc_scratch(1, (nb * S + 32) * sizeof(float))
+    cdef float *A8 = <float *>fc_scratch(2, ((g.cout_g + 7) // 8 * 8) * g.K * sizeof(float))
+    if xp == NULL or A8 == NULL:
+        return -1
+    for i in range(nb):
+        pad_image(x + i * g.C_in * g.H * g.W, g, xp + i * S, S)
+    for grp in range(g.groups):
+        fc_rowruns_pack(g.cout_g, g.K, w + grp * g.cout_g * g.K, g.K, A8)
+        if n_threads == 1:
+            fc_rowruns_forward_f32(g.cout_g, g.K, A8, xp + grp * g.cin_g * g.plane,
+                                   g.pcols.rowoff, 0, ncol, g.P, g.OW, g.Wp, S,
+                                   y + grp * g.cout_g * g.P, g.C_out * g.P,
+                                   bias + grp * g.cout_g if bias != NULL else NULL)
+        else:
+            for t in prange(nblk, num_threads=n_threads, schedule="static"):
+                fc_rowruns_forward_f32(g.cout_g, g.K, A8, xp + grp * g.cin_g * g.plane,
+                                       g.pcols.rowoff, t * FC_RO_COLS,
+                                       min(ncol, (t + 1) * FC_RO_COLS), g.P, g.OW, g.Wp, S,
+                                       y + grp * g.cout_g * g.P, g.C_out * g.P,
+                                       bias + grp * g.cout_g if bias != NULL else NULL)
     return 0
 
 
@@ -189,10 +245,12 @@ cdef int run_forward(const floating *x, const floating *w, const floating *bias,
     cdef Py_ssize_t n, nb = 1, nchunks = g.N
     cdef Py_ssize_t xs = g.C_in * g.H * g.W, ys = g.C_out * g.P
     cdef int failed = 0
+    cdef bint runs = floating is float and runs_serve(g)
+    cdef Py_ssize_t per_image = fc_rowruns_cols(g.P) if runs else g.NP
     if g.padded:
         # about CHUNK_COLUMNS columns per GEMM, in a number of chunks that the threads share
         # evenly
-        nb = max(1, min(g.N, (CHUNK_COLUMNS + g.NP - 1) // g.NP))
+        nb = max(1, min(g.N, (CHUNK_COLUMNS + per_image - 1) // per_image))
         nchunks = (g.N + nb - 1) // nb
         if n_threads > 1 and g.N >= n_threads:
             nchunks = (nchunks + n_threads - 1) // n_threads * n_threads
@@ -200,14 +258,22 @@ cdef int run_forward(const floating *x, const floating *w, const floating *bias,
         nchunks = (g.N + nb - 1) // nb
     if nchunks >= n_threads and n_threads > 1:
         for n in prange(nchunks, num_threads=n_threads, schedule="static"):
-            if g.padded:
+            if runs:
+                failed += forward_chunk_runs(<const float *>x + n * nb * xs, <const float *>w,
+                                             <const float *>bias, <float *>y + n * nb * ys,
+                                             g, min(nb, g.N - n * nb), 1) != 0
+            elif g.padded:
                 failed += forward_chunk_padded(x + n * nb * xs, w, bias, y + n * nb * ys, g,
                                                min(nb, g.N - n * nb), 1) != 0
             else:
                 failed += forward_image(x + n * xs, w, bias, y + n * ys, g, 1) != 0
     else:
         for n in range(nchunks):
-            if g.padded:
+            if runs:
+                failed = forward_chunk_runs(<const float *>x + n * nb * xs, <const float *>w,
+                                            <const float *>bias, <float *>y + n * nb * ys,
+                                            g, min(nb, g.N - n * nb), n_threads) != 0
+            elif g.padded:
                 failed = forward_chunk_padded(x + n * nb * xs, w, bias, y + n * nb * ys, g,
                                               min(nb, g.N - n * nb), n_threads) != 0
             else:

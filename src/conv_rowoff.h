@@ -181,4 +181,139 @@ static void fc_rowoff_forward_f32(int64_t M, int64_t K, const float *A, int64_t 
                                   int64_t ldc) {}
 #endif
 
+/* ------------------------------------------------------------------------------------------
+ * The row-offset form without its junk columns (AVX-512), for small planes where much of
+ * the padded-width grid would be junk (lenet_c2: 4 junk columns per 10 real ones).
+ *
+ * The columns are the real outputs of a chunk of images, each image's P = OH*OW of them
+ * rounded up to Pv (a multiple of 16) so that a vector of 16 never spans two images:
+ * column u = n*Pv + oh*OW + ow, and tap k of it reads X[off[k] + n*S + oh*Wp + ow] (X: the
+ * chunk's padded images, S apart). The 16 reads of a vector lie in a window of at most 32
+ * floats of one image (its rows are Wp apart, the gaps Wp - OW): two loads and one
+ * two-source permute gather them (masked loads per row, 9 per tap for lenet_c2, ran at half
+ * the padded-width form's speed on a Zen 4). An image's outputs are contiguous in each
+ * channel plane: one masked store per vector. Weights come from a packed copy, A8[k*8 + r]
+ * for rows m + r of a tile, one pointer for a tap's 8 broadcasts. Each output is the same
+ * sum over k in the same order as in fc_rowoff_tile: the same bits as the padded-width form.
+ * ------------------------------------------------------------------------------------------ */
+#if FC_CPU_X86
+/* A vector of 16 columns: its window (offset of its first read for tap 0), where each lane
+ * reads in it, and its outputs (offset in channel 0, lanes). */
+typedef struct { int64_t x, y; __m512i idx; __mmask16 ym; } fc_rr_vec;
+
+static inline int fc_rowruns_available(void) { return fc_cpu_target() == FC_CPU_AVX512; }
+
+/* Whether a vector's reads fit a window of 32 floats: it spans at most ceil(15 / OW) + 1
+ * rows, with a gap of Wp - OW between each two. */
+static inline int fc_rowruns_fits(int64_t OW, int64_t Wp)
+{
+    return OW > 0 && 15 + (15 + OW - 1) / OW * (Wp - OW) <= 31;
+}
+
+/* Columns per image: P rounded up to the lane count. */
+static inline int64_t fc_rowruns_cols(int64_t P) { return (P + 15) / 16 * 16; }
+
+static __attribute__((target("avx512f"))) void
+fc_rr_plan(int64_t u0, int64_t P, int64_t OW, int64_t Wp, int64_t S, int64_t ys, fc_rr_vec *v)
+{
+    const int64_t Pv = fc_rowruns_cols(P), n = u0 / Pv, r0 = u0 - n * Pv;
+    int32_t idx[16];
+    v->x = n * S + r0 / OW * Wp + r0 % OW;
+    v->y = n * ys + r0;
+    v->ym = 0;
+    for (int l = 0; l < 16; ++l) {
+        int64_t r = r0 + l;
+        idx[l] = 0;
+        if (r < P) {
+            idx[l] = (int32_t)(n * S + r / OW * Wp + r % OW - v->x);
+            v->ym |= (__mmask16)(1u << l);
+        }
+    }
+    v->idx = _mm512_loadu_si512(idx);
+}
+
+/* Rows m .. m + mr - 1 (mr <= 8; A8: their packed weights) of the 3 vectors v, stored at
+ * Y + r*P + v.y (+ bias[r]). */
+static inline __attribute__((always_inline, target("avx512f"))) void
+fc_rr_tile(const float *A8, int mr, const float *X, const int64_t *off, int64_t K,
+           const fc_rr_vec *v, float *Y, int64_t P, const float *bias)
+{
+    __m512 c[FC_RO_MR][FC_RO_NV];
+    const __m512i i0 = v[0].idx, i1 = v[1].idx, i2 = v[2].idx;
+    const int64_t x0 = v[0].x, x1 = v[1].x, x2 = v[2].x;
+    for (int r = 0; r < FC_RO_MR; ++r)
+        for (int q = 0; q < FC_RO_NV; ++q)
+            c[r][q] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+        const float *xk = X + off[k], *a = A8 + k * FC_RO_MR;
+        __m512 b0 = _mm512_permutex2var_ps(_mm512_loadu_ps(xk + x0), i0,
+                                           _mm512_loadu_ps(xk + x0 + 16));
+        __m512 b1 = _mm512_permutex2var_ps(_mm512_loadu_ps(xk + x1), i1,
+                                           _mm512_loadu_ps(xk + x1 + 16));
+        __m512 b2 = _mm512_permutex2var_ps(_mm512_loadu_ps(xk + x2), i2,
+                                           _mm512_loadu_ps(xk + x2 + 16));
+        for (int r = 0; r < FC_RO_MR; ++r) {
+            __m512 w = _mm512_set1_ps(a[r]);
+            c[r][0] = _mm512_fmadd_ps(w, b0, c[r][0]);
+            c[r][1] = _mm512_fmadd_ps(w, b1, c[r][1]);
+            c[r][2] = _mm512_fmadd_ps(w, b2, c[r][2]);
+        }
+    }
+    for (int r = 0; r < FC_RO_MR; ++r) {
+        if (r >= mr)
+            break;
+        for (int q = 0; q < FC_RO_NV; ++q)
+            _mm512_mask_storeu_ps(Y + r * P + v[q].y, v[q].ym,
+                                  bias ? _mm512_add_ps(c[r][q], _mm512_set1_ps(bias[r]))
+                                       : c[r][q]);
+    }
+}
+
+/* The convolution of columns [u0, u1) (u1 a multiple of 16 or the chunk's last) of a chunk
+ * of images for output channels [0, M): A8 the weights packed by fc_rowruns_pack; X the
+ * chunk's padded images, S apart, followed by at least 32 floats that may be read, not
+ * used; off the K tap offsets; Y the chunk's first image, channel planes P apart, images
+ * ys apart; bias NULL or M values. */
+static __attribute__((target("avx512f"))) void
+fc_rowruns_forward_f32(int64_t M, int64_t K, const float *A8, const float *X,
+                       const int64_t *off, int64_t u0, int64_t u1, int64_t P, int64_t OW,
+                       int64_t Wp, int64_t S, float *Y, int64_t ys, const float *bias)
+{
+    for (int64_t u = u0; u < u1; u += FC_RO_COLS) {
+        fc_rr_vec v[FC_RO_NV];
+        for (int q = 0; q < FC_RO_NV; ++q) {
+            if (u + 16 * q < u1) {
+                fc_rr_plan(u + 16 * q, P, OW, Wp, S, ys, &v[q]);
+            } else {                   /* past the range: reads vector 0's, stores nothing */
+                v[q] = v[0];
+                v[q].ym = 0;
+            }
+        }
+        for (int64_t m = 0; m < M; m += FC_RO_MR)
+            fc_rr_tile(A8 + m * K, (int)(M - m < FC_RO_MR ? M - m : FC_RO_MR), X, off, K, v,
+                       Y + m * P, P, bias ? bias + m : NULL);
+    }
+}
+#else
+static inline int fc_rowruns_available(void) { return 0; }
+static inline int fc_rowruns_fits(int64_t OW, int64_t Wp) { return 0; }
+static inline int64_t fc_rowruns_cols(int64_t P) { return P; }
+static void fc_rowruns_forward_f32(int64_t M, int64_t K, const float *A8, const float *X,
+                                   const int64_t *off, int64_t u0, int64_t u1, int64_t P,
+                                   int64_t OW, int64_t Wp, int64_t S, float *Y, int64_t ys,
+                                   const float *bias) {}
+#endif
+
+/* A8[(m/8)*8*K + k*8 + r] = A[(m + r)*lda + k] for tiles of 8 rows m (rows past M repeat
+ * row M - 1): fc_rowruns_forward_f32's weights. A8 holds ceil(M/8)*8*K floats. */
+static void fc_rowruns_pack(int64_t M, int64_t K, const float *A, int64_t lda, float *A8)
+{
+    for (int64_t m = 0; m < M; m += FC_RO_MR)
+        for (int64_t k = 0; k < K; ++k)
+            for (int r = 0; r < FC_RO_MR; ++r) {
+                int64_t row = m + r < M ? m + r : M - 1;
+                A8[m * K + k * FC_RO_MR + r] = A[row * lda + k];
+            }
+}
+
 #endif

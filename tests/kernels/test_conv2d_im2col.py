@@ -4,7 +4,8 @@ The kernel picks it by itself for stride-1 layers with little junk (src/_padded.
 in chunks of images, backward_input as the forward convolution of grad_out with the flipped
 kernel, backward_weight as one GEMM over a chunk's pixels; forward with at most 32 output
 channels per group runs the no-pack kernel of conv_rowoff.h (AVX-512 or AVX2) instead of
-the GEMM. Each pass
+the GEMM, and (AVX-512, at least 1 junk column in 5) computes only the real columns
+(fc_rowruns_forward_f32: each vector's reads gathered from a window of 32 floats). Each pass
 is checked against the NumPy reference and against conv2d_direct (the other general algorithm) on the same inputs,
 with the geometries on both sides of every switch: junk share (up to 2 junk columns per
 output column), backward_input's flipped form (cin_g >= 4 and up to 1 junk column per real
@@ -29,7 +30,10 @@ CASES = [
     (5, 16, 9, 11, 16, 3, 3, (2, 2), (2, 2), 2),     # dilation, groups, odd sizes
     (2, 9, 12, 7, 6, 2, 4, (0, 3), (1, 1), 3),       # asymmetric kernel and padding
     (4, 1, 28, 28, 6, 5, 5, (2, 2), (1, 1), 1),      # lenet_c1: C_in = 1
-    (3, 6, 14, 14, 16, 5, 5, (0, 0), (1, 1), 1),     # lenet_c2: 40% junk, padded form
+    (3, 6, 14, 14, 16, 5, 5, (0, 0), (1, 1), 1),     # lenet_c2: 40% junk, real columns only
+    (3, 6, 7, 9, 10, 3, 3, (0, 0), (1, 1), 1),       # real columns: vectors over 3 rows
+    (2, 4, 12, 16, 8, 9, 9, (0, 0), (1, 1), 1),      # real columns: a 32-float window
+    (2, 4, 12, 17, 8, 10, 10, (0, 0), (1, 1), 1),    # a 33-float window: padded form
     (3, 16, 8, 8, 12, 5, 5, (0, 0), (1, 1), 1),      # 100% junk: padded (backward_input not)
     (2, 8, 9, 9, 8, 7, 7, (0, 0), (1, 1), 1),        # 200% junk: the limit, padded
     (2, 8, 10, 3, 8, 3, 3, (0, 0), (1, 1), 1),       # 1 output column per 3: padded
@@ -82,6 +86,18 @@ def test_bit_identical_for_any_thread_count(case, rng):
     for threads in (2, 3, 4):
         for a, o in zip(first, conv_passes(K, x, w, b, gy, geo, threads)):
             np.testing.assert_array_equal(a, o)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bits_do_not_depend_on_the_batch(case, rng):
+    """An image's output and input gradient are summed the same way whatever chunk of images
+    they are computed in (the real-column form puts a chunk's images side by side)."""
+    x, w, b, gy, geo = _arrays(case, np.float32, rng)
+    whole = conv_passes(K, x, w, b, gy, geo, 2)[:2]
+    for i in range(x.shape[0]):
+        one = conv_passes(K, x[i:i + 1], w, b, gy[i:i + 1], geo, 2)[:2]
+        for a, o in zip(one, whole):
+            np.testing.assert_array_equal(a[0], o[i])
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])

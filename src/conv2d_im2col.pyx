@@ -143,24 +143,26 @@ cdef int forward_chunk_runs(const float *x, const float *w, const float *bias, f
     cdef Py_ssize_t nblk = (ncol + FC_RO_COLS - 1) // FC_RO_COLS, i, grp, t
     cdef float *xp = <float *>fc_scratch(1, (nb * S + 32) * sizeof(float))
     cdef float *A8 = <float *>fc_scratch(2, ((g.cout_g + 7) // 8 * 8) * g.K * sizeof(float))
+    cdef const float *xg
+    cdef const float *bg
+    cdef float *yg
     if xp == NULL or A8 == NULL:
         return -1
     for i in range(nb):
         pad_image(x + i * g.C_in * g.H * g.W, g, xp + i * S, S)
     for grp in range(g.groups):
         fc_rowruns_pack(g.cout_g, g.K, w + grp * g.cout_g * g.K, g.K, A8)
+        xg = xp + grp * g.cin_g * g.plane
+        yg = y + grp * g.cout_g * g.P
+        bg = bias + grp * g.cout_g if bias != NULL else NULL
         if n_threads == 1:
-            fc_rowruns_forward_f32(g.cout_g, g.K, A8, xp + grp * g.cin_g * g.plane,
-                                   g.pcols.rowoff, 0, ncol, g.P, g.OW, g.Wp, S,
-                                   y + grp * g.cout_g * g.P, g.C_out * g.P,
-                                   bias + grp * g.cout_g if bias != NULL else NULL)
+            fc_rowruns_forward_f32(g.cout_g, g.K, A8, xg, g.pcols.rowoff, 0, ncol, g.P, g.OW,
+                                   g.Wp, S, yg, g.C_out * g.P, bg)
         else:
             for t in prange(nblk, num_threads=n_threads, schedule="static"):
-                fc_rowruns_forward_f32(g.cout_g, g.K, A8, xp + grp * g.cin_g * g.plane,
-                                       g.pcols.rowoff, t * FC_RO_COLS,
+                fc_rowruns_forward_f32(g.cout_g, g.K, A8, xg, g.pcols.rowoff, t * FC_RO_COLS,
                                        min(ncol, (t + 1) * FC_RO_COLS), g.P, g.OW, g.Wp, S,
-                                       y + grp * g.cout_g * g.P, g.C_out * g.P,
-                                       bias + grp * g.cout_g if bias != NULL else NULL)
+                                       yg, g.C_out * g.P, bg)
     return 0
 
 

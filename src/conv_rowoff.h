@@ -217,15 +217,16 @@ static __attribute__((target("avx512f"))) void
 fc_rr_plan(int64_t u0, int64_t P, int64_t OW, int64_t Wp, int64_t S, int64_t ys, fc_rr_vec *v)
 {
     const int64_t Pv = fc_rowruns_cols(P), n = u0 / Pv, r0 = u0 - n * Pv;
+    const int64_t x0 = r0 / OW * Wp + r0 % OW;      /* lane 0's read in its padded image */
     int32_t idx[16];
-    v->x = n * S + r0 / OW * Wp + r0 % OW;
+    v->x = n * S + x0;
     v->y = n * ys + r0;
     v->ym = 0;
     for (int l = 0; l < 16; ++l) {
         int64_t r = r0 + l;
         idx[l] = 0;
         if (r < P) {
-            idx[l] = (int32_t)(n * S + r / OW * Wp + r % OW - v->x);
+            idx[l] = (int32_t)(r / OW * Wp + r % OW - x0);
             v->ym |= (__mmask16)(1u << l);
         }
     }
